@@ -16,11 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from utils.geometry.raycast import validate_mesh
-
-
-def default_cache_dir() -> Path:
-    """``$INTERACTVLM_CACHE`` or ``~/.cache/interactvlm``: large derived arrays live outside the repository."""
-    return Path(os.environ.get("INTERACTVLM_CACHE", Path.home() / ".cache" / "interactvlm"))
+from utils.paths import default_cache_dir
 
 
 def mesh_hash(vertices: np.ndarray, faces: np.ndarray) -> str:

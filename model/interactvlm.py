@@ -1,0 +1,303 @@
+"""InteractVLM: LLaVA (transformers) → seg-token hidden state → view-conditioned prompts → SAM decoder over V views
+→ per-vertex contact. ``forward`` is teacher-forced (training, LISA-style evaluation); ``generate_contact`` decodes
+greedily with a KV cache and takes the hidden state that produced each generated seg token.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import LlavaForConditionalGeneration, PreTrainedModel, SamModel
+
+from model.config import InteractVLMConfig
+from model.prompts import AttentionSplitter, build_cam_encoder, build_text_hidden_fcs, seg_positions
+from model.sam import ViewEmbeddingCache, decode_views, encoder_fingerprint, postprocess_masks
+from model.view_templates import ViewTemplate
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class LinearProjector(nn.Module):
+    """LLaVA-v1 / LISA projector: a single ``Linear(vision → text)`` (transformers' LLaVA ships only the 1.5 MLP)."""
+
+    def __init__(self, vision_hidden: int, text_hidden: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(vision_hidden, text_hidden)
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+        return self.linear(image_features)
+
+
+def clip_preprocess(images: list[np.ndarray], image_size: int) -> torch.Tensor:
+    """CLIPImageProcessor's steps: resize the shortest side to ``image_size`` (bicubic), centre-crop, normalise."""
+    from PIL import Image
+
+    batch = []
+    for image in images:
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"CLIP input must be an RGB uint8 image [H, W, 3], got {image.shape} {image.dtype}")
+        h, w = image.shape[:2]
+        scale = image_size / min(h, w)
+        nh, nw = max(image_size, int(round(h * scale))), max(image_size, int(round(w * scale)))
+        resized = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BICUBIC))
+        top, left = (nh - image_size) // 2, (nw - image_size) // 2
+        crop = resized[top: top + image_size, left: left + image_size].astype(np.float32) / 255.0
+        tensor = (torch.from_numpy(crop).permute(2, 0, 1) - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
+        batch.append(tensor)
+    return torch.stack(batch)
+
+
+@dataclass
+class InteractVLMOutput:
+    loss: torch.Tensor | None = None  # language-model cross-entropy (other losses: model.losses)
+    logits: torch.Tensor | None = None
+    seg_embeddings: torch.Tensor | None = None  # [K, D] one per seg token found
+    seg_batch_index: torch.Tensor | None = None  # [K] sample of each seg token
+    mask_logits: torch.Tensor | None = None  # [K, V, M, M]
+    vertex_probs: list[torch.Tensor] = field(default_factory=list)  # K tensors [N_k]
+
+
+@dataclass
+class ContactPrediction:
+    """One query's result. ``found_seg`` is False when the answer had no seg token: masks / vertices are then zeros."""
+
+    text: str
+    found_seg: bool
+    mask_logits: torch.Tensor  # [V, M, M]
+    vertex_probs: torch.Tensor | None  # [N] (None for 2D queries)
+
+
+class InteractVLMPreTrainedModel(PreTrainedModel):
+    config_class = InteractVLMConfig
+    base_model_prefix = "interactvlm"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _no_split_modules = ["LlamaDecoderLayer", "CLIPEncoderLayer", "SamVisionLayer"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Sub-models (LLaVA, SAM) initialise themselves and our new modules initialise explicitly in their
+        constructors (the original left that to HF's missing-weight path, spec §1.8); nothing to redo here."""
+
+
+class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
+    def __init__(self, config: InteractVLMConfig) -> None:
+        super().__init__(config)
+        self.vlm = LlavaForConditionalGeneration(config.vlm_config)
+        if config.projector_type == "linear":
+            vision_hidden = config.vlm_config.vision_config.hidden_size
+            self.vlm.model.multi_modal_projector = LinearProjector(vision_hidden, config.text_hidden_size)
+        self.sam = SamModel(config.sam_config)
+        if config.sam_config.mask_decoder_config.hidden_size != config.out_dim:
+            raise ValueError(f"out_dim {config.out_dim} must equal the SAM prompt size {config.sam_config.mask_decoder_config.hidden_size}")
+        self.text_hidden_fcs = build_text_hidden_fcs(config.text_hidden_size, config.out_dim)
+        self.cam_pose_encoder = build_cam_encoder(config.cam_encoder_type, config.out_dim, config.num_views)
+        self.attention_splitter = AttentionSplitter(config.out_dim) if config.token_type == "Gen-Hu-Obj" else None
+        self.view_cache = ViewEmbeddingCache()
+        self.templates: dict[str, ViewTemplate] = {}  # plain dict: not parameters, not in the state dict
+        self._fingerprint: str | None = None
+        self.post_init()
+
+    # ------------------------------------------------------------------ tokens and templates
+    @property
+    def seg_token_ids(self) -> list[int]:
+        ids = [self.config.seg_token_index, self.config.hseg_token_index, self.config.oseg_token_index]
+        return [i for i in dict.fromkeys(ids) if i is not None]
+
+    def object_token_ids(self) -> list[int]:
+        return [self.config.oseg_token_index] if self.config.token_type == "Gen-Hu-Obj" else []
+
+    def add_template(self, key: str, template: ViewTemplate) -> ViewTemplate:
+        if template.view_set.num_views != self.config.num_views:
+            raise ValueError(f"template {key!r} has {template.view_set.num_views} views; the model expects {self.config.num_views}")
+        self.templates[key] = template.to(self.device)
+        return template
+
+    def template(self, key: str = "human") -> ViewTemplate:
+        if key not in self.templates:
+            raise KeyError(f"no {key!r} template attached; known: {sorted(self.templates)} (load the model with "
+                           "model.io.load_interactvlm, or call add_template)")
+        template = self.templates[key]
+        if template.pixel_values.device != self.device:
+            template.to(self.device)
+        return template
+
+    def view_embeddings(self, template: ViewTemplate) -> torch.Tensor:
+        """``[V, C, h, w]`` SAM embeddings of a template's renders, from the cache when possible."""
+        if self._fingerprint is None:
+            self._fingerprint = encoder_fingerprint(self.sam)
+        return self.view_cache.get(self.sam, template.pixel_values, self._fingerprint).to(self.device)
+
+    def invalidate_view_cache(self) -> None:
+        """Call after changing SAM encoder weights in place (loading does it automatically)."""
+        self._fingerprint = None
+        self.view_cache.clear_memory()
+
+    # ------------------------------------------------------------------ VLM
+    def image_features(self, clip_pixel_values: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, s, s]`` → projected patch features ``[B, P, H]`` (layer −2, CLS dropped)."""
+        cfg = self.config.vlm_config
+        out = self.vlm.model.get_image_features(
+            pixel_values=clip_pixel_values.to(self.vlm.dtype), vision_feature_layer=cfg.vision_feature_layer,
+            vision_feature_select_strategy=cfg.vision_feature_select_strategy, return_dict=True,
+        )
+        return torch.stack(list(out.pooler_output))
+
+    def embed_inputs(self, input_ids: torch.Tensor, image_features: torch.Tensor) -> torch.Tensor:
+        """Token embeddings with the image placeholders replaced by the image features (one row per placeholder)."""
+        embeds = self.vlm.get_input_embeddings()(input_ids)
+        mask = input_ids == self.config.vlm_config.image_token_index
+        expected = image_features.shape[0] * image_features.shape[1]
+        if int(mask.sum()) != expected:
+            raise ValueError(f"prompts hold {int(mask.sum())} image tokens but the images give {expected} features; "
+                             f"each prompt needs exactly {image_features.shape[1]} (see utils.conversation.build_prompt)")
+        return embeds.masked_scatter(mask[..., None], image_features.to(embeds.dtype).reshape(-1, embeds.shape[-1]))
+
+    # ------------------------------------------------------------------ seg embeddings → masks → vertices
+    def seg_to_view_prompts(self, hidden: torch.Tensor, cameras: torch.Tensor, is_object: torch.Tensor) -> torch.Tensor:
+        """``[K, H]`` hidden states and the template's ``[V, 5]`` camera vectors → ``[K, V, D]`` prompts."""
+        views = self.cam_pose_encoder(self.text_hidden_fcs(hidden), cameras)
+        if self.attention_splitter is not None:
+            views = self.attention_splitter(views, is_object)
+        return views
+
+    def decode_template(self, view_prompts: torch.Tensor, template: ViewTemplate) -> torch.Tensor:
+        """``[K, V, D]`` prompts for one template → ``[K, V, M, M]`` mask logits at the template's mask size."""
+        embeddings = self.view_embeddings(template).to(view_prompts.dtype)
+        low_res = decode_views(self.sam, embeddings[None].expand(len(view_prompts), *embeddings.shape), view_prompts,
+                               self.config.per_view_tokens)
+        k, v = low_res.shape[:2]
+        masks = postprocess_masks(low_res.reshape(k * v, *low_res.shape[2:]), template.input_size,
+                                  self.config.sam_image_size, template.mask_size)
+        return masks.reshape(k, v, *masks.shape[-2:])
+
+    def predict_from_hidden(self, hidden: torch.Tensor, templates: list[ViewTemplate], is_object: torch.Tensor | None = None
+                            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Seg hidden states (one per query) + each query's template → mask logits ``[K,V,M,M]`` and vertex probs.
+
+        Queries sharing a template are decoded as one batch (the usual case: every hcontact query uses the body).
+        """
+        if len(templates) != len(hidden):
+            raise ValueError(f"{len(hidden)} seg embeddings but {len(templates)} templates")
+        is_object = torch.zeros(len(hidden), dtype=torch.bool, device=hidden.device) if is_object is None else is_object
+        masks: list[torch.Tensor | None] = [None] * len(hidden)
+        vertices: list[torch.Tensor | None] = [None] * len(hidden)
+        groups: dict[int, list[int]] = {}
+        for k, template in enumerate(templates):
+            groups.setdefault(id(template), []).append(k)
+        for indices in groups.values():
+            template = templates[indices[0]]
+            idx = torch.tensor(indices, device=hidden.device)
+            prompts = self.seg_to_view_prompts(hidden[idx], template.cameras.to(hidden.dtype), is_object[idx])
+            group_masks = self.decode_template(prompts, template)
+            group_vertices = template.lift(group_masks)
+            for j, k in enumerate(indices):
+                masks[k], vertices[k] = group_masks[j], group_vertices[j]
+        return torch.stack(masks), vertices
+
+    # ------------------------------------------------------------------ training / teacher-forced forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        clip_pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        templates: list[ViewTemplate] | None = None,
+        image_features: torch.Tensor | None = None,
+        **_: object,
+    ) -> InteractVLMOutput:
+        """Teacher-forced pass. ``templates`` gives each sample's SAM template (default: the attached human body);
+        every seg token in the sample's sequence yields one prediction on that template."""
+        features = self.image_features(clip_pixel_values) if image_features is None else image_features
+        embeds = self.embed_inputs(input_ids, features)
+        hidden = self.vlm.model.language_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        logits = self.vlm.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1),
+                                   ignore_index=-100)
+        positions = seg_positions(input_ids, self.seg_token_ids)
+        out = InteractVLMOutput(loss=loss, logits=logits, seg_batch_index=positions[:, 0])
+        if len(positions) == 0:
+            return out
+        seg_hidden = hidden[positions[:, 0], positions[:, 1]]
+        sample_templates = templates if templates is not None else [self.template("human")] * len(input_ids)
+        per_seg = [sample_templates[int(b)] for b in positions[:, 0]]
+        next_ids = input_ids[positions[:, 0], positions[:, 1] + 1]
+        is_object = torch.isin(next_ids, torch.tensor(self.object_token_ids(), device=next_ids.device, dtype=next_ids.dtype))
+        out.seg_embeddings = self.text_hidden_fcs(seg_hidden)
+        out.mask_logits, out.vertex_probs = self.predict_from_hidden(seg_hidden, per_seg, is_object)
+        return out
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def generate_contact(
+        self,
+        tokenizer,
+        images: list[np.ndarray],
+        queries: list[dict],
+        max_new_tokens: int = 64,
+        **generate_kwargs,
+    ) -> list[ContactPrediction]:
+        """Greedy, KV-cached answers for several queries over a few images, batched.
+
+        ``queries``: dicts with ``image`` (index into ``images``), ``prompt`` (the full llava_v1 text ending at
+        ``ASSISTANT:``, see ``utils.conversation``) and optional ``template`` (a ``ViewTemplate``; default human).
+        Each image goes through CLIP once, however many queries ask about it.
+        """
+        if not queries:
+            return []
+        device = self.device
+        clip = clip_preprocess(images, self.config.vlm_config.vision_config.image_size).to(device)
+        features = self.image_features(clip)
+        encoded = [[tokenizer.bos_token_id] + tokenizer(q["prompt"], add_special_tokens=False)["input_ids"] for q in queries]
+        width = max(len(e) for e in encoded)
+        pad = tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)  # left padding
+        attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
+        query_features = features[torch.tensor([q["image"] for q in queries], device=device)]
+        embeds = self.embed_inputs(input_ids, query_features)
+        out = self.vlm.generate(
+            inputs_embeds=embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
+            num_beams=1, output_hidden_states=True, return_dict_in_generate=True, pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id, **generate_kwargs,
+        )
+        sequences = out.sequences[:, -len(out.hidden_states):] if out.sequences.shape[1] > len(out.hidden_states) else out.sequences
+        seg_ids = set(self.seg_token_ids)
+        found_hidden, found_query, found_templates, found_object = [], [], [], []
+        texts = []
+        for b, query in enumerate(queries):
+            tokens = sequences[b].tolist()
+            if tokenizer.eos_token_id in tokens:
+                tokens = tokens[: tokens.index(tokenizer.eos_token_id)]
+            texts.append(tokenizer.decode(tokens, skip_special_tokens=False).strip())
+            for step, token in enumerate(tokens):
+                if token in seg_ids:  # the hidden state of the step that *produced* the seg token
+                    found_hidden.append(out.hidden_states[step][-1][b, -1])
+                    found_query.append(b)
+                    found_templates.append(query.get("template") or self.template("human"))
+                    found_object.append(token in self.object_token_ids())
+                    break  # one prediction per query (the first seg token)
+        results: list[ContactPrediction] = []
+        masks, vertices = (None, None)
+        if found_hidden:
+            masks, vertices = self.predict_from_hidden(torch.stack(found_hidden), found_templates,
+                                                       torch.tensor(found_object, device=device))
+        for b, query in enumerate(queries):
+            if b in found_query:
+                j = found_query.index(b)
+                results.append(ContactPrediction(texts[b], True, masks[j], vertices[j]))
+            else:
+                template = query.get("template") or self.template("human")
+                warnings.warn(f"query {b}: the answer has no seg token ({texts[b]!r}); returning an empty prediction",
+                              stacklevel=2)
+                v, (m1, m2) = template.view_set.num_views, template.mask_size
+                results.append(ContactPrediction(texts[b], False, torch.full((v, m1, m2), -torch.inf, device=device),
+                                                 torch.zeros(template.num_vertices, device=device)))
+        return results
