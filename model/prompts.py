@@ -104,7 +104,9 @@ def build_cam_encoder(kind: str, out_dim: int, num_views: int) -> nn.Module:
 
 class AttentionSplitter(nn.Module):
     """Joint human+object model: attention across the V view tokens with separate human / object queries and shared
-    keys/values; ``[HSEG]`` takes the human output, ``[OSEG]`` the object output (spec §1.4; layout **inferred**)."""
+    keys/values; ``[HSEG]`` takes the human output, ``[OSEG]`` the object output (spec §1.4). The residual connection
+    is **inferred** from the 0.1 Xavier gain (a small-initialised branch that starts near the identity).
+    """
 
     def __init__(self, dim: int, inner: int = 128) -> None:
         super().__init__()
@@ -122,4 +124,4 @@ class AttentionSplitter(nn.Module):
         x = self.in_proj(views)
         query = torch.where(is_object[:, None, None], self.object_query(x), self.human_query(x))
         attn = torch.softmax(query @ self.key(x).transpose(1, 2) * self.scale, dim=-1)
-        return self.out_proj(attn @ self.value(x))
+        return views + self.out_proj(attn @ self.value(x))
