@@ -1,0 +1,242 @@
+"""Official checkpoint conversion: a tiny model written in the released layout (LISA / InteractVLM names, sharded
+``.bin`` or safetensors, LlavaLlama ``config.json``, CLIP dropped and supplied separately) converts back to a model
+with identical masks and per-vertex contact; bad checkpoints fail with clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from model.convert_official import (
+    ConversionError,
+    convert_official,
+    map_attention_splitter,
+    map_cam_encoder,
+    official_to_ours,
+    resize_rows,
+    to_official_state_dict,
+)
+from model.interactvlm import clip_preprocess
+from model.io import load_interactvlm
+from model.prompts import AttentionSplitter, build_cam_encoder
+from tests.conftest import make_tiny_model
+from utils.conversation import build_prompt, make_qa
+
+IMAGE = (np.random.default_rng(1).random((96, 150, 3)) * 255).astype(np.uint8)
+
+
+def _perturb(model: torch.nn.Module, seed: int) -> None:
+    """Random init leaves some parts near-constant (zero biases, unit norms): make every tensor matter."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn(param.shape, generator=gen) * 0.02)
+
+
+def _outputs(model, tokenizer):
+    token_type = model.config.token_type
+    qa = make_qa("hcontact", "chair", "parts", body_parts=["left hand"], token_type=token_type)
+    prompt = build_prompt(qa.question, qa.answer, image_tokens=model.config.image_seq_length)
+    ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        out = model(input_ids=ids, clip_pixel_values=clip_preprocess([IMAGE], model.config.vlm_config.vision_config.image_size))
+    return out.mask_logits, out.vertex_probs[0]
+
+
+def _official_config(model, **extra) -> dict:
+    """A LlavaLlama ``config.json`` as the released checkpoints carry (model fields + some training args)."""
+    cfg = model.config
+    text, vision = cfg.vlm_config.text_config, cfg.vlm_config.vision_config
+    values = {
+        "architectures": ["InteractVLMForCausalLM"], "model_type": "llava", "hidden_act": "silu",
+        "hidden_size": text.hidden_size, "intermediate_size": text.intermediate_size,
+        "num_hidden_layers": text.num_hidden_layers, "num_attention_heads": text.num_attention_heads,
+        "num_key_value_heads": text.num_key_value_heads, "vocab_size": text.vocab_size,
+        "rms_norm_eps": text.rms_norm_eps, "max_position_embeddings": text.max_position_embeddings,
+        "rope_scaling": None, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "tie_word_embeddings": False,
+        "mm_vision_tower": "openai/clip-vit-large-patch14", "mm_hidden_size": vision.hidden_size,
+        "mm_vision_select_layer": -2, "mm_vision_select_feature": "patch", "mm_use_im_start_end": True,
+        "mm_use_im_patch_token": False, "use_mm_proj": True, "out_dim": cfg.out_dim, "train_mask_decoder": True,
+        "seg_token_idx": cfg.seg_token_index, "torch_dtype": "float32", "use_cache": False,
+    }
+    values.update(extra)
+    return values
+
+
+def _write_official(model, tokenizer, folder: Path, fmt: str = "bin", shards: int = 3, drop_vision: bool = False,
+                    rename=None, add: dict | None = None, remove: tuple[str, ...] = (), config: dict | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    state = to_official_state_dict(model)
+    if drop_vision:
+        state = {k: v for k, v in state.items() if not k.startswith("model.vision_tower.")}
+    if rename is not None:
+        state = {rename(k): v for k, v in state.items()}
+    state = {k: v for k, v in state.items() if k not in remove}
+    state.update(add or {})
+    keys = list(state)
+    if shards == 1:
+        name = "pytorch_model.bin" if fmt == "bin" else "model.safetensors"
+        part = {k: state[k].contiguous().clone() for k in keys}
+        torch.save(part, folder / name) if fmt == "bin" else save_file(part, folder / name)
+    else:
+        weight_map = {}
+        for i, chunk in enumerate(np.array_split(np.arange(len(keys)), shards), 1):
+            name = (f"pytorch_model-{i:05d}-of-{shards:05d}.bin" if fmt == "bin"
+                    else f"model-{i:05d}-of-{shards:05d}.safetensors")
+            part = {keys[j]: state[keys[j]].contiguous().clone() for j in chunk}
+            torch.save(part, folder / name) if fmt == "bin" else save_file(part, folder / name)
+            weight_map.update({k: name for k in part})
+        index = "pytorch_model.bin.index.json" if fmt == "bin" else "model.safetensors.index.json"
+        total = sum(t.numel() * t.element_size() for t in state.values())
+        (folder / index).write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+    (folder / "config.json").write_text(json.dumps(config if config is not None else _official_config(model)))
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def gen_model(tiny_tokenizer, synthbody_template_128):
+    model = make_tiny_model(tiny_tokenizer, synthbody_template_128, seed=5)
+    _perturb(model, 5)
+    return model
+
+
+def _assert_same(converted_dir: Path, reference, tokenizer) -> None:
+    loaded, loaded_tokenizer = load_interactvlm(converted_dir)
+    assert loaded_tokenizer.convert_tokens_to_ids("[SEG]") == tokenizer.convert_tokens_to_ids("[SEG]")
+    masks, vertices = _outputs(loaded, loaded_tokenizer)
+    ref_masks, ref_vertices = _outputs(reference, tokenizer)
+    assert ref_masks.std() > 1e-3 and ref_vertices.std() > 1e-4  # a meaningful comparison
+    torch.testing.assert_close(masks, ref_masks, atol=1e-5, rtol=0)
+    torch.testing.assert_close(vertices, ref_vertices, atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+def test_key_map_round_trip(gen_model):
+    official = to_official_state_dict(gen_model)
+    for name in ("model.embed_tokens.weight", "lm_head.weight", "model.mm_projector.weight",
+                 "model.vision_tower.vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight",
+                 "model.text_hidden_fcs.0.2.weight", "model.visual_model.image_encoder.blocks.1.attn.rel_pos_h",
+                 "model.visual_model.image_encoder.neck.3.bias",
+                 "model.visual_model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
+                 "model.visual_model.prompt_encoder.mask_downscaling.6.weight",
+                 "model.visual_model.mask_decoder.transformer.layers.1.norm4.weight",
+                 "model.visual_model.mask_decoder.output_hypernetworks_mlps.3.layers.2.bias"):
+        assert name in official, name
+    mapped = official_to_ours(official)
+    state = gen_model.state_dict()
+    assert set(mapped.tensors) == set(state)
+    assert all(torch.equal(mapped.tensors[k], state[k]) for k in state)
+    assert mapped.cam_encoder_type == "vi_v1" and mapped.num_views == 4
+
+
+def test_bin_shards_convert_to_identical_outputs(gen_model, tiny_tokenizer, synthbody_template_128, tmp_path):
+    # rotary buffers as old transformers saved them: listed in IGNORED_KEYS, skipped
+    extra = {"model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(16)}
+    checkpoint = _write_official(gen_model, tiny_tokenizer, tmp_path / "official", fmt="bin", add=extra)
+    out = convert_official(checkpoint, tmp_path / "ours", view_set="4MV-Z_Vitru_mv2", human_template=synthbody_template_128)
+    report = json.loads((out / "conversion.json").read_text())
+    assert report["layout"] == "torch shards" and report["cam_encoder"]["type"] == "vi_v1"
+    assert report["ignored_keys"] == list(extra)
+    _assert_same(out, gen_model, tiny_tokenizer)
+
+
+def test_safetensors_shards_with_separate_clip_and_renamed_modules(tiny_tokenizer, synthbody_template_128, tmp_path):
+    """Joint Gen-Hu-Obj model; CLIP dropped (as the merge script does) and supplied as a CLIPVisionModel directory;
+    camera encoder and splitter under other names, so only their shapes identify them."""
+    model = make_tiny_model(tiny_tokenizer, synthbody_template_128, seed=6, token_type="Gen-Hu-Obj")
+    _perturb(model, 6)
+    names = {"shared.0": "z_cam_mlp.0", "shared.2": "z_cam_mlp.2", "in_proj": "proj_in", "out_proj": "proj_out",
+             "human_query": "q_human", "object_query": "q_object", "key": "k", "value": "v"}
+    names.update({f"view_layers.{v}": f"a_view_fc.{v}" for v in range(4)})
+
+    def rename(key: str) -> str:
+        for prefix in ("model.cam_pose_encoder.", "model.attention_splitter."):
+            if key.startswith(prefix):
+                module, _, leaf = key[len(prefix):].rpartition(".")
+                return f"{prefix}{names[module]}.{leaf}"
+        return key
+
+    config = _official_config(model, token_type="Gen-Hu-Obj", cam_encoder_type="vi_v1", multiview_cam_cond=True,
+                              multiview_channels=4, hC_sam_view_type="4MV-Z_Vitru_mv2", hC_question_type="parts")
+    checkpoint = _write_official(model, tiny_tokenizer, tmp_path / "official", fmt="safetensors", drop_vision=True,
+                                 rename=rename, config=config)
+    model.vlm.model.vision_tower.save_pretrained(tmp_path / "clip")  # a CLIPVisionModel directory
+    with pytest.raises(ConversionError, match="--clip"):  # no vision tower anywhere
+        convert_official(checkpoint, tmp_path / "no_clip")
+    out = convert_official(checkpoint, tmp_path / "ours", clip=tmp_path / "clip", human_template=synthbody_template_128)
+    report = json.loads((out / "conversion.json").read_text())
+    assert report["layout"] == "safetensors shards" and report["token_type"] == "Gen-Hu-Obj"
+    assert report["view_set"]["source"] == "config.json hC_sam_view_type"
+    cam = report["cam_encoder"]["mapping (inferred from shapes)"]
+    assert cam["model.cam_pose_encoder.a_view_fc.2"] == "cam_pose_encoder.view_layers.2"
+    assert cam["model.cam_pose_encoder.z_cam_mlp.2"] == "cam_pose_encoder.shared.2"
+    assert report["attention_splitter"]["mapping (inferred from shapes)"]["model.attention_splitter.q_object"] == \
+        "attention_splitter.object_query"
+    _assert_same(out, model, tiny_tokenizer)
+
+
+def _renamed_cam_encoder(kind: str, out_dim: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    """An encoder under other names, with no shared container (the per-view ModuleList then decides)."""
+    torch.manual_seed(0)
+    encoder = build_cam_encoder(kind, out_dim, 4)
+    renames = {"encoder.0": "fc", "shared.0": "input_fc", "shared.2": "mid_fc"}
+    state = {}
+    for key, tensor in encoder.state_dict().items():
+        module, _, leaf = key.rpartition(".")
+        state[f"{renames.get(module, module.replace('view_layers', 'per_view'))}.{leaf}"] = tensor
+    return encoder, state
+
+
+@pytest.mark.parametrize("kind,out_dim,hint", [("simple", 64, None), ("view_index", 64, None), ("vi_v1", 64, None),
+                                               ("vi_v1", 128, "vi_v1"), ("view_index", 128, "view_index")])
+def test_cam_encoder_identified_by_shape(kind, out_dim, hint):
+    encoder, state = _renamed_cam_encoder(kind, out_dim)
+    detected, views, tensors, _ = map_cam_encoder(state, out_dim, hint)
+    assert detected == kind and views == (0 if kind == "simple" else 4)
+    expected = {f"cam_pose_encoder.{k}": v for k, v in encoder.state_dict().items()}
+    assert set(tensors) == set(expected) and all(torch.equal(tensors[k], expected[k]) for k in expected)
+
+
+def test_ambiguous_cam_encoder_needs_a_hint():
+    _, state = _renamed_cam_encoder("vi_v1", 128)  # hidden = out_dim = 128: vi_v1 and view_index look alike
+    with pytest.raises(ConversionError, match="--cam-encoder"):
+        map_cam_encoder(state, 128)
+
+
+def test_splitter_roles_fall_back_to_checkpoint_order():
+    splitter = AttentionSplitter(64)
+    names = dict(zip(["in_proj", "human_query", "object_query", "key", "value", "out_proj"], "abcdef"))
+    state = {f"{names[k.rpartition('.')[0]]}.{k.rpartition('.')[2]}": v for k, v in splitter.state_dict().items()}
+    with pytest.warns(UserWarning, match="checkpoint order"):
+        tensors, mapping = map_attention_splitter(state, 64)
+    assert mapping == {"a": "in_proj", "b": "human_query", "c": "object_query", "d": "key", "e": "value", "f": "out_proj"}
+    assert torch.equal(tensors["attention_splitter.key.weight"], splitter.key.weight)
+
+
+def test_unknown_and_missing_keys_are_reported(gen_model, tiny_tokenizer, tmp_path):
+    unknown = "model.visual_model.mask_decoder.extra_head.weight"
+    checkpoint = _write_official(gen_model, tiny_tokenizer, tmp_path / "unknown", shards=1, add={unknown: torch.zeros(2)})
+    with pytest.raises(ConversionError, match="not recognised") as err:
+        convert_official(checkpoint, tmp_path / "out1")
+    assert unknown in str(err.value)
+
+    removed = "model.visual_model.mask_decoder.output_upscaling.3.weight"
+    checkpoint = _write_official(gen_model, tiny_tokenizer, tmp_path / "missing", shards=1, remove=(removed,))
+    with pytest.raises(ConversionError, match="missing") as err:
+        convert_official(checkpoint, tmp_path / "out2")
+    assert "sam.mask_decoder.upscale_conv2.weight" in str(err.value)
+
+
+def test_resize_rows_appends_the_mean():
+    matrix = torch.arange(6.0).reshape(3, 2)
+    grown = resize_rows(matrix, 5)
+    assert grown.shape == (5, 2) and torch.equal(grown[:3], matrix)
+    assert torch.equal(grown[3:], torch.tensor([[2.0, 3.0], [2.0, 3.0]]))
+    with pytest.raises(ConversionError):
+        resize_rows(matrix, 2)

@@ -1,0 +1,105 @@
+"""Named training configurations (spec §5.2), with the original's configuration bugs fixed.
+
+Fixed here: the ``offord_seg`` typo (no dataset was built), the undefined ``4MV-Z_Vitru_wScene`` view set (the
+foot–ground set is meant), a fix model writing over the old model's name, store-true flags that could not be turned
+off, non-existent default view sets (``2viewsFix``/``4viewsFix``) and validation in teacher-forced mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One training/validation source: a reader name (see ``datasets.build_dataset``), its split, a mixing rate."""
+
+    name: str
+    split: str = "train"
+    rate: float = 1.0
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    exp_name: str
+    train: tuple[DataSource, ...]
+    val: tuple[DataSource, ...]
+    preset: str = "lisa-13b"
+    init: str | None = None  # model directory to start from (e.g. converted LISA-13B); None = preset's random init
+    model_overrides: dict = field(default_factory=dict)
+    epochs: int = 30
+    steps_per_epoch: int = 500
+    batch_size: int = 8
+    grad_accumulation_steps: int = 1
+    lr: float = 3e-4
+    warmup_steps: int = 100
+    use_lora: bool = True
+    precision: str = "bf16"
+    body_part_dropout: float = 0.0
+    weight_sources_by_size: bool = True
+    val_max_samples: int | None = None
+    seed: int = 42
+
+    def with_overrides(self, **overrides) -> "Recipe":
+        return replace(self, **overrides)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_HUMAN = {"human_view_set": "4MV-Z_Vitru_mv2", "hC_loss_weight": 3.0, "oC_loss_weight": 0.0, "question_type": "parts"}
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register(recipe: Recipe) -> Recipe:
+    RECIPES[recipe.name] = recipe
+    return recipe
+
+
+register(Recipe(
+    "hcontact-damon-fix", "interactvlm-3d-hcontact-damon-fix",
+    train=(DataSource("damon_hcontact"),), val=(DataSource("damon_hcontact", "test"),),
+    init="trained_models/LISA-13B-llama2-v1", model_overrides=dict(_HUMAN), body_part_dropout=0.5,
+))
+register(Recipe(
+    "hcontact-wScene", "interactvlm-3d-hcontact-wScene",
+    train=(DataSource("damon_hcontact", rate=9), DataSource("lemon_hcontact", rate=9), DataSource("rich_hcontact", rate=3),
+           DataSource("vqa_llava", rate=1 / 3), DataSource("vqa_damon", rate=1 / 3), DataSource("vqa_lemon", rate=1 / 3)),
+    val=(DataSource("damon_hcontact", "test"), DataSource("lemon_hcontact", "val")),
+    init="trained_models/LISA-13B-llama2-v1",
+    model_overrides={**_HUMAN, "human_view_set": "4MV-Z_Vitru_FootGround"},
+))
+register(Recipe(
+    "oafford-lemon-piad", "interactvlm-3d-oafford-lemon-piad",
+    train=(DataSource("piad_oafford"), DataSource("lemon_oafford")), val=(DataSource("piad_oafford", "test"),),
+    init="trained_models/LISA-13B-llama2-v1",
+    model_overrides={"object_view_set": "4MV-Z_HM", "hC_loss_weight": 0.0, "oC_loss_weight": 3.0},
+))
+register(Recipe(
+    "hcontact-ocontact", "interactvlm-3d-hcontact-ocontact",
+    train=(DataSource("damon_hcontact", rate=4.5), DataSource("lemon_hcontact", rate=4.5), DataSource("pico_ocontact", rate=9),
+           DataSource("lemon_oafford", rate=2.5), DataSource("piad_oafford", rate=2.5), DataSource("vqa_llava", rate=0.5),
+           DataSource("vqa_damon", rate=0.5), DataSource("vqa_lemon", rate=0.5), DataSource("vqa_piad_seen", rate=0.5)),
+    val=(DataSource("damon_hcontact", "test"), DataSource("pico_ocontact", "test"), DataSource("piad_oafford", "test")),
+    init="trained_models/LISA-13B-llama2-v1",
+    model_overrides={"token_type": "Gen-Hu-Obj", "human_view_set": "4MV-Z_Vitru", "object_view_set": "4MV-Z_HM_BM",
+                     "hC_loss_weight": 3.0, "oC_loss_weight": 3.0},
+))
+# CPU: the tiny preset on SynthContact, everything trained from scratch (no pretrained CLIP/LLM exists here).
+register(Recipe(
+    "synth-tiny", "interactvlm-tiny-synthcontact",
+    train=(DataSource("synthcontact_hcontact"),), val=(DataSource("synthcontact_hcontact", "val"),),
+    preset="tiny", init=None, model_overrides={"question_type": "parts"}, epochs=6, steps_per_epoch=150,
+    batch_size=8, grad_accumulation_steps=1, lr=1e-3, warmup_steps=30, use_lora=False, precision="fp32",
+    body_part_dropout=0.2, val_max_samples=64,
+))
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise KeyError(f"unknown training recipe {name!r}; known: {', '.join(RECIPES)}") from None

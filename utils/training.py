@@ -1,0 +1,175 @@
+"""The pieces of ``train.py`` that are not the loop: building the model for a recipe, turning a collated batch into
+model inputs and per-sample losses, validation in generate mode, exporting a model directory."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from model.config import build_config
+from model.interactvlm import InteractVLMForCausalLM
+from model.io import attach_tokenizer, load_interactvlm, save_interactvlm
+from model.losses import LossWeights, combine_losses
+from model.tokenizer import build_tiny_tokenizer
+from model.view_templates import ViewTemplate
+from utils.body_models import canonical_mesh, default_body_model_dir
+from utils.geometry.template_views import render_template
+from utils.geometry.views import get_view_set
+from utils.paths import REPO_ROOT
+from utils.recipes import Recipe
+
+EXPORT_LIMIT = 2e9  # parameters: above this, merge LoRA offline (scripts/run_prepare_weights.sh), not in the loop
+
+
+def human_template_folder(dataset_dir: Path, template: str, view_set: str) -> Path:
+    """Where the human SAM inputs of a body model live: ours (``data/templates/<body>/<view set>``) or the
+    original's download (``data/hcontact_vitruvian[_mv2]``)."""
+    ours = Path(dataset_dir) / "templates" / template / view_set
+    if (ours / "template.json").is_file():
+        return ours
+    official = Path(dataset_dir) / get_view_set(view_set).folder
+    if (official / "pixel_to_vertex_map_1024.npz").is_file():
+        return official
+    return ours
+
+
+def ensure_human_template(dataset_dir: Path, config) -> ViewTemplate:
+    """The human template of a config, rendering it first when it is ours and missing (cheap, resumable)."""
+    folder = human_template_folder(dataset_dir, config.human_template, config.human_view_set)
+    if not (folder / "template.json").is_file() and not (folder / "pixel_to_vertex_map_1024.npz").is_file():
+        if config.human_template != "synthbody":
+            raise FileNotFoundError(
+                f"no renders of {config.human_template} for {config.human_view_set} at {folder}: run "
+                f"`python -m preprocess_data.render_views --template {config.human_template} --view-set {config.human_view_set} "
+                f"--sizes 1024` (needs the licensed body model) or fetch the original data.zip")
+        body = canonical_mesh("synthbody", default_body_model_dir())
+        render_template(folder, get_view_set(config.human_view_set), sorted({config.mask_size, config.sam_image_size}),
+                        kind="body", vertices=body.vertices, faces=body.faces, name="synthbody")
+    num_vertices = 6890 if config.human_template in ("smpl", "smplh") else None
+    return ViewTemplate.from_folder(folder, config.human_view_set, config.mask_size, config.sam_image_size,
+                                    config.human_lift_mode, name="human", num_vertices=num_vertices)
+
+
+def build_model(recipe: Recipe, device: str, dataset_dir: Path | None = None):
+    """Model + tokenizer for a recipe: from its ``init`` model directory, or the preset's random initialisation."""
+    dataset_dir = Path(dataset_dir) if dataset_dir is not None else REPO_ROOT / "data"
+    if recipe.init:
+        init = Path(recipe.init)
+        init = init if init.is_absolute() else REPO_ROOT / init
+        model, tokenizer = load_interactvlm(init, device=device)
+        for key, value in recipe.model_overrides.items():
+            setattr(model.config, key, value)
+    else:
+        tokenizer = build_tiny_tokenizer() if recipe.preset == "tiny" else None
+        if tokenizer is None:
+            raise ValueError(f"recipe {recipe.name}: preset {recipe.preset} needs an init model directory (pretrained LISA)")
+        config = build_config(recipe.preset, **recipe.model_overrides)
+        attach_tokenizer(config, tokenizer)
+        model = InteractVLMForCausalLM(config).to(device)
+    if "human" not in model.templates or recipe.model_overrides.get("human_view_set"):
+        model.add_template("human", ensure_human_template(dataset_dir, model.config))
+    return model, tokenizer
+
+
+_OBJECT_TEMPLATES: dict[str, ViewTemplate] = {}
+
+
+def sample_template(model, key: str) -> ViewTemplate:
+    """``"human"`` or the folder of an object's renders (cached per folder: one mesh, one set of embeddings)."""
+    if key == "human":
+        return model.template("human")
+    if key not in _OBJECT_TEMPLATES:
+        config = model.config
+        _OBJECT_TEMPLATES[key] = ViewTemplate.from_folder(key, config.object_view_set, config.mask_size,
+                                                          config.sam_image_size, config.object_lift_mode).to(model.device)
+    return _OBJECT_TEMPLATES[key]
+
+
+def model_inputs(model, batch: dict) -> dict:
+    device = model.device
+    templates = [sample_template(model, key or "human") for key in batch["templates"]]
+    return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device),
+            "labels": batch["labels"].to(device), "clip_pixel_values": batch["clip_pixel_values"].to(device),
+            "templates": templates}
+
+
+def sample_losses(model, out, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    """Assemble per-sample predictions (first seg token of each sample) and targets into ``combine_losses``."""
+    batch_size = len(batch["tasks"])
+    pred_masks, gt_masks, pred_3d, gt_3d, tags = [], [], [], [], []
+    first = {}
+    if out.seg_batch_index is not None:
+        for k, b in enumerate(out.seg_batch_index.tolist()):
+            first.setdefault(b, k)
+    for b in range(batch_size):
+        task, k = batch["tasks"][b], first.get(b)
+        target = batch["masks"][b]
+        if task == "vqa" or k is None or target is None:
+            tags.append("vqa")  # no mask: nothing to supervise (also when truncation cut the seg token)
+            pred_masks.append(None), gt_masks.append(None), pred_3d.append(None), gt_3d.append(None)
+            continue
+        tags.append(task)
+        mask = out.mask_logits[k]
+        pred_masks.append(torch.sigmoid(mask) if task == "oafford" else mask)
+        gt_masks.append(torch.as_tensor(target, device=mask.device, dtype=torch.float32))
+        labels = batch["vertex_labels"][b]
+        pred_3d.append(out.vertex_probs[k] if labels is not None else None)
+        gt_3d.append(torch.as_tensor(labels, device=mask.device, dtype=torch.float32) if labels is not None else None)
+    total, parts = combine_losses(out.loss, tags, pred_masks, gt_masks, pred_3d, gt_3d,
+                                  weights=LossWeights.from_config(model.config))
+    return total, {k: float(v) for k, v in parts.items()}
+
+
+@torch.no_grad()
+def predict_dataset(model, tokenizer, dataset, max_samples: int | None = None, batch_size: int = 8, progress: bool = False):
+    """Generate-mode predictions over a contact dataset: lists of (sample, ContactPrediction)."""
+    from tqdm import tqdm
+
+    from utils.conversation import build_prompt
+
+    count = len(dataset) if max_samples is None else min(max_samples, len(dataset))
+    results = []
+    for start in tqdm(range(0, count, batch_size), desc=f"predict {getattr(dataset, 'name', '')}", disable=not progress):
+        samples = [dataset[i] for i in range(start, min(count, start + batch_size))]
+        queries = [{"image": j, "prompt": build_prompt(s["question"], None, image_tokens=model.config.image_seq_length),
+                    "template": sample_template(model, s["template"] or "human")} for j, s in enumerate(samples)]
+        predictions = model.generate_contact(tokenizer, [s["image"] for s in samples], queries)
+        results.extend(zip(samples, predictions))
+    return results
+
+
+def validate(model, tokenizer, val_sets, recipe: Recipe) -> dict[str, float]:
+    """Per validation set: DECO F1/precision/recall in generate mode; ``score`` drives best-model selection."""
+    import warnings
+
+    from utils.metrics import deco_binary_metrics
+
+    scores = {}
+    for dataset in val_sets:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # answers without a seg token are counted, not printed
+            pairs = predict_dataset(model, tokenizer, dataset, recipe.val_max_samples)
+        preds = np.stack([p.vertex_probs.float().cpu().numpy() for _, p in pairs])
+        gts = np.stack([s["vertex_labels"] for s, _ in pairs])
+        metrics = deco_binary_metrics(preds, gts)
+        scores.update({f"{dataset.name}/{k}": float(v) for k, v in metrics.items()})
+        scores[f"{dataset.name}/seg_rate"] = float(np.mean([p.found_seg for _, p in pairs]))
+        scores[f"{dataset.name}/score"] = float(metrics["f1"])
+    return scores
+
+
+def export_model(merge_fn, module, tokenizer, output_dir: Path, recipe: Recipe) -> Path | None:
+    """A complete model directory (LoRA merged into a copy, so training continues unaffected)."""
+    if hasattr(module, "merge_and_unload"):
+        if sum(p.numel() for p in module.parameters()) > EXPORT_LIMIT:
+            print(f"not exporting {output_dir}: merge the LoRA weights offline with scripts/run_prepare_weights.sh")
+            return None
+        module = merge_fn(copy.deepcopy(module))
+    was_training = module.training
+    module.eval()
+    save_interactvlm(module, tokenizer, output_dir)
+    module.train(was_training)
+    return output_dir
