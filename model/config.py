@@ -148,9 +148,9 @@ def _vlm_config(vision: dict, text: LlamaConfig, projector_bias: bool = True) ->
 
 
 def _tiny(**overrides) -> InteractVLMConfig:
-    vision = CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=112, patch_size=14, projection_dim=64).to_dict()
-    text = LlamaConfig(vocab_size=1024, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+    vision = CLIPVisionConfig(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
+                              image_size=112, patch_size=14, projection_dim=96).to_dict()
+    text = LlamaConfig(vocab_size=1024, hidden_size=160, intermediate_size=320, num_hidden_layers=3,
                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512)
     values = dict(preset="tiny", vlm_config=_vlm_config(vision, text), sam_config=SAM_ENCODERS["tiny"]().to_dict(),
                   out_dim=64, human_template="synthbody", mask_size=128, train_vision_tower=True,

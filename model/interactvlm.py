@@ -132,7 +132,7 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         """``[V, C, h, w]`` SAM embeddings of a template's renders, from the cache when possible."""
         if self._fingerprint is None:
             self._fingerprint = encoder_fingerprint(self.sam)
-        return self.view_cache.get(self.sam, template.pixel_values, self._fingerprint).to(self.device)
+        return self.view_cache.get(self.sam, template.pixel_values, self._fingerprint)
 
     def invalidate_view_cache(self) -> None:
         """Call after changing SAM encoder weights in place (loading does it automatically)."""
@@ -263,12 +263,20 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
         query_features = features[torch.tensor([q["image"] for q in queries], device=device)]
         embeds = self.embed_inputs(input_ids, query_features)
-        out = self.vlm.generate(
-            inputs_embeds=embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
-            num_beams=1, output_hidden_states=True, return_dict_in_generate=True, pad_token_id=pad,
-            eos_token_id=tokenizer.eos_token_id, **generate_kwargs,
-        )
-        sequences = out.sequences[:, -len(out.hidden_states):] if out.sequences.shape[1] > len(out.hidden_states) else out.sequences
+        # The final-norm output at the last position of each decoding step is the hidden state that predicts the
+        # next token; a hook keeps just that instead of every layer's states (output_hidden_states).
+        step_hidden: list[torch.Tensor] = []
+        hook = self.vlm.model.language_model.norm.register_forward_hook(
+            lambda module, args, output: step_hidden.append(output[:, -1].detach()))
+        try:
+            out = self.vlm.generate(
+                inputs_embeds=embeds, attention_mask=attention_mask, max_new_tokens=max_new_tokens, do_sample=False,
+                num_beams=1, return_dict_in_generate=True, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+                **generate_kwargs,
+            )
+        finally:
+            hook.remove()
+        sequences = out.sequences[:, -len(step_hidden):] if out.sequences.shape[1] > len(step_hidden) else out.sequences
         seg_ids = set(self.seg_token_ids)
         found_hidden, found_query, found_templates, found_object = [], [], [], []
         texts = []
@@ -279,7 +287,7 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
             texts.append(tokenizer.decode(tokens, skip_special_tokens=False).strip())
             for step, token in enumerate(tokens):
                 if token in seg_ids:  # the hidden state of the step that *produced* the seg token
-                    found_hidden.append(out.hidden_states[step][-1][b, -1])
+                    found_hidden.append(step_hidden[step][b])
                     found_query.append(b)
                     found_templates.append(query.get("template") or self.template("human"))
                     found_object.append(token in self.object_token_ids())

@@ -25,8 +25,9 @@ from model.view_templates import ViewTemplate
 
 TEMPLATE_DIR, EMBEDDING_DIR = "templates", "view_embeddings"
 # kept in full precision when quantising: small, precision-sensitive, or not language-model layers
-QUANTIZATION_SKIP = ["sam", "vision_tower", "multi_modal_projector", "text_hidden_fcs", "cam_pose_encoder",
-                     "attention_splitter", "lm_head"]
+# (transformers matches a pattern against the start or the end of a module path, so give full prefixes)
+QUANTIZATION_SKIP = ["sam", "vlm.model.vision_tower", "vlm.model.multi_modal_projector", "text_hidden_fcs",
+                     "cam_pose_encoder", "attention_splitter", "vlm.lm_head"]
 
 
 def attach_tokenizer(config: InteractVLMConfig, tokenizer: PreTrainedTokenizerBase) -> None:

@@ -61,3 +61,12 @@ def test_kill_and_resume_gives_the_same_weights(synth_data, tmp_path):
     assert a.keys() == b.keys()
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert worst < 1e-5, worst
+
+    # release path: ZeRO checkpoint → merged model directory equal to the run's final export
+    prepared = subprocess.run([sys.executable, "-m", "model.prepare_weights", "--run-dir", str(run), "--name", "tiny",
+                               "--output-root", str(tmp_path / "released"), "--dataset-dir", str(synth_data)],
+                              cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert prepared.returncode == 0, prepared.stdout[-2000:] + prepared.stderr[-2000:]
+    c = load_file(str(tmp_path / "released" / "tiny" / "model.safetensors"))
+    assert max(float((c[k].float() - b[k].float()).abs().max()) for k in b) < 1e-6
+    assert (tmp_path / "released" / "tiny" / "training_config.json").is_file()
