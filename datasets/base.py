@@ -29,6 +29,7 @@ import torch
 
 from datasets.io import DatasetFormatError, read_image, read_mask, read_render_valid, resize_nearest
 from utils.conversation import make_qa
+from utils.geometry.views import ViewSet, get_view_set
 
 TASKS = ("hcontact", "h2dcontact", "oafford", "ocontact", "vqa")
 HUMAN_TASKS = ("hcontact", "h2dcontact")
@@ -294,3 +295,30 @@ def dense_vector(value: Any, num_vertices: int, source: Path | str, what: str) -
     if arr.shape[0] != num_vertices:
         raise DatasetFormatError(f"{source}: expected {what} of length {num_vertices}, got {arr.shape[0]}")
     return (arr != 0).astype(np.float32)
+
+
+class HumanContactDataset(ContactDataset):
+    """Readers whose masks are rendered on the body (DAMON, SynthContact, LEMON human, RICH): the human view set,
+    the body's vertex count and the mask folder are set up here once."""
+
+    task = "hcontact"
+    default_question_type = "parts"
+
+    def __init__(self, dataset_dir: str | Path, split: str = "train", *, view_set: str | ViewSet = "4MV-Z_Vitru_mv2",
+                 num_vertices: int = 6890, mask_folder: str | None = None, name: str, **options) -> None:
+        self.view_set = get_view_set(view_set) if isinstance(view_set, str) else view_set
+        if self.view_set.kind != "human":
+            raise ValueError(f"{self.view_set.name} is an object view set; {name} masks are rendered on the body")
+        self.num_vertices = int(num_vertices)
+        self.mask_folder = mask_folder or self.view_set.folder
+        self.skipped: dict[str, int] = {}
+        super().__init__(dataset_dir, split, name=name, **options)
+
+    def template_view_set(self):
+        return self.view_set
+
+    def template_num_vertices(self) -> int:
+        return self.num_vertices
+
+    def num_views(self) -> int:
+        return self.view_set.num_views

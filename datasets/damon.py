@@ -25,9 +25,9 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
-from datasets.base import ContactDataset, Record, dense_labels
+from datasets.base import HumanContactDataset, Record, dense_labels
 from datasets.io import DatasetFormatError, DirectoryListing, expect_type, load_npy, load_pickle, string_list
-from utils.geometry.views import ViewSet, get_view_set
+from utils.geometry.views import ViewSet
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ SCENE = "scene"
 SUPPORTING_2D = "support object or ground"  # the 2D loader's rewrite of "supporting" (spec §2)
 
 
-class DamonDataset(ContactDataset):
+class DamonDataset(HumanContactDataset):
     """3D object-wise human contact: (image, object) → ``[V, M, M]`` body-render masks + per-vertex labels.
 
     Args (besides :class:`ContactDataset`'s):
@@ -54,9 +54,6 @@ class DamonDataset(ContactDataset):
         train_fraction: keep this fraction of the (image, object) pairs, drawn with ``fraction_seed`` (its own RNG).
         mask_folder: override of the view set's mask folder.
     """
-
-    task = "hcontact"
-    default_question_type = "parts"
 
     def __init__(
         self,
@@ -75,12 +72,9 @@ class DamonDataset(ContactDataset):
         name: str | None = None,
         **options,
     ) -> None:
-        self.view_set = get_view_set(view_set) if isinstance(view_set, str) else view_set
-        if self.view_set.kind != "human":
-            raise ValueError(f"{self.view_set.name} is an object view set; DAMON masks are rendered on the body")
-        self.num_vertices = int(num_vertices)
+        view_set_name = view_set if isinstance(view_set, str) else view_set.name
         self.root_name = root_name
-        self.foot_ground = (self.view_set.name == "4MV-Z_Vitru_FootGround") if foot_ground is None else foot_ground
+        self.foot_ground = (view_set_name == "4MV-Z_Vitru_FootGround") if foot_ground is None else foot_ground
         if supporting not in (None, "keep", "drop"):
             raise ValueError(f"supporting must be 'keep' or 'drop', got {supporting!r}")
         self.supporting = supporting or ("drop" if self.foot_ground else "keep")
@@ -89,9 +83,8 @@ class DamonDataset(ContactDataset):
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
         self.train_fraction = train_fraction
         self.fraction_seed = fraction_seed
-        self.mask_folder = mask_folder or self.view_set.folder
-        self.skipped: dict[str, int] = {}
-        super().__init__(dataset_dir, split, name=name or root_name, **options)
+        super().__init__(dataset_dir, split, view_set=view_set, num_vertices=num_vertices, mask_folder=mask_folder,
+                         name=name or root_name, **options)
 
     # ------------------------------------------------------------------ layout
     @property
@@ -111,15 +104,6 @@ class DamonDataset(ContactDataset):
 
     def class_name(self, obj: str) -> str:
         return SCENE if obj == FOOT_GROUND else obj
-
-    def template_view_set(self) -> ViewSet:
-        return self.view_set
-
-    def template_num_vertices(self) -> int:
-        return self.num_vertices
-
-    def num_views(self) -> int:
-        return self.view_set.num_views
 
     def empty_hint(self) -> str:
         return (f"no (image, object) pair with contact and all masks in {self.root / self.mask_folder}; "

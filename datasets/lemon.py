@@ -21,10 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path, PurePath
 
-from datasets.base import ContactDataset, Record, dense_vector
+from datasets.base import HumanContactDataset, Record, dense_vector
 from datasets.io import DatasetFormatError, DirectoryListing, expect_type, load_pickle, map_listed_path, read_lines, string_list
 from datasets.pointcloud import LEMON_AFFORDANCES, PointAffordanceDataset
-from utils.geometry.views import ViewSet, get_view_set
 
 SPLIT_NAMES = {"train": "train", "val": "val", "test": "val"}
 IMAGE_ANCHOR = "Images"
@@ -46,36 +45,19 @@ def lemon_object(name: str) -> str:
     return name.split("_", 1)[0]
 
 
-class LemonHumanDataset(ContactDataset):
+class LemonHumanDataset(HumanContactDataset):
     """LEMON 3D human contact: one sample per listed image with all masks present.
 
     Args (besides :class:`ContactDataset`'s): ``view_set`` (human; its folder holds the masks unless
     ``mask_folder`` is given), ``num_vertices`` (6890).
     """
 
-    task = "hcontact"
-    default_question_type = "parts"
-
-    def __init__(self, dataset_dir: str | Path, split: str = "train", *, view_set: str | ViewSet = "4MV-Z_Vitru_mv2",
-                 num_vertices: int = 6890, mask_folder: str | None = None, name: str = "lemon", **options) -> None:
-        self.view_set = get_view_set(view_set) if isinstance(view_set, str) else view_set
-        self.num_vertices = int(num_vertices)
-        self.mask_folder = mask_folder or self.view_set.folder
-        self.skipped: dict[str, int] = {}
+    def __init__(self, dataset_dir: str | Path, split: str = "train", *, name: str = "lemon", **options) -> None:
         super().__init__(dataset_dir, split, name=name, **options)
 
     @property
     def root(self) -> Path:
         return self.dataset_dir / "lemon"
-
-    def template_view_set(self) -> ViewSet:
-        return self.view_set
-
-    def template_num_vertices(self) -> int:
-        return self.num_vertices
-
-    def num_views(self) -> int:
-        return self.view_set.num_views
 
     def empty_hint(self) -> str:
         return f"no listed image has all masks in {self.root / self.mask_folder}"

@@ -16,39 +16,23 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
-from datasets.base import ContactDataset, Record, dense_vector
+from datasets.base import HumanContactDataset, Record, dense_vector
 from datasets.io import DatasetFormatError, DirectoryListing, expect_type, load_pickle, string_list
-from utils.geometry.views import ViewSet, get_view_set
+from utils.geometry.views import ViewSet
 
 SCENE = "scene"
 
 
-class RichDataset(ContactDataset):
+class RichDataset(HumanContactDataset):
     """One sample per listed frame with non-empty contact and all masks present."""
 
-    task = "hcontact"
-    default_question_type = "parts"
-
     def __init__(self, dataset_dir: str | Path, split: str = "train", *, view_set: str | ViewSet = "4MV-Z_Vitru",
-                 num_vertices: int = 6890, mask_folder: str | None = None, name: str = "rich", **options) -> None:
-        self.view_set = get_view_set(view_set) if isinstance(view_set, str) else view_set
-        self.num_vertices = int(num_vertices)
-        self.mask_folder = mask_folder or self.view_set.folder
-        self.skipped: dict[str, int] = {}
-        super().__init__(dataset_dir, split, name=name, **options)
+                 name: str = "rich", **options) -> None:
+        super().__init__(dataset_dir, split, view_set=view_set, name=name, **options)
 
     @property
     def root(self) -> Path:
         return self.dataset_dir / "rich"
-
-    def template_view_set(self) -> ViewSet:
-        return self.view_set
-
-    def template_num_vertices(self) -> int:
-        return self.num_vertices
-
-    def num_views(self) -> int:
-        return self.view_set.num_views
 
     def build_records(self) -> list[Record]:
         list_path = self.root / f"img_list_{self.split}.pkl"

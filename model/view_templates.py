@@ -48,6 +48,52 @@ class ViewTemplate(nn.Module):
         renders = views.renders if render_size == mask_size else load_template(folder, render_size, view_set, num_vertices).renders
         return cls(name or folder.name, views, renders, view_set, lift_mode, sam_image_size, str(folder))
 
+    @classmethod
+    def from_files(cls, render_paths: list[str | Path], lift_map_paths: list[str | Path], view_set: str | ViewSet,
+                   mask_size: int, sam_image_size: int, num_vertices: int, lift_mode: str = "soft",
+                   name: str | None = None) -> "ViewTemplate":
+        """A template from per-view files as the object datasets ship them: SAM renders (PNG) and per-view lifting
+        files — ``p2pmap`` (key ``mapping``: nearest point per pixel) or ``p2vmap`` (``pixel_to_vertices_map`` +
+        ``bary_coords_map``). Maps are subsampled at pixel centres to ``mask_size``."""
+        import cv2
+
+        from utils.geometry.lifting_maps import LiftingMaps
+        from utils.geometry.template_views import TemplateViews
+
+        view_set = get_view_set(view_set) if isinstance(view_set, str) else view_set
+        if len(render_paths) != view_set.num_views or len(lift_map_paths) != view_set.num_views:
+            raise ValueError(f"{name or render_paths}: need {view_set.num_views} renders and lifting files, "
+                             f"got {len(render_paths)} and {len(lift_map_paths)}")
+        renders, ids, weights = [], [], []
+        for render_path, map_path in zip(render_paths, lift_map_paths):
+            image = cv2.imread(str(render_path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise FileNotFoundError(f"render missing or unreadable: {render_path}")
+            renders.append(image[..., ::-1])
+            with np.load(map_path) as data:
+                if "mapping" in data:
+                    vertex_ids = data["mapping"][..., None].astype(np.int32)
+                    weight = (vertex_ids >= 0).astype(np.float32)
+                elif "pixel_to_vertices_map" in data:
+                    vertex_ids = data["pixel_to_vertices_map"].astype(np.int32)
+                    weight = data["bary_coords_map"].astype(np.float32)
+                else:
+                    raise KeyError(f"{map_path}: expected 'mapping' (p2pmap) or 'pixel_to_vertices_map' (p2vmap), "
+                                   f"found {sorted(data.keys())}")
+            size = vertex_ids.shape[0]
+            pick = (np.arange(mask_size) * size) // mask_size + size // (2 * mask_size)
+            ids.append(vertex_ids[pick][:, pick])
+            weights.append(weight[pick][:, pick])
+        vertex_ids = np.stack(ids)
+        vertex_ids = np.where((vertex_ids < 0).any(-1, keepdims=True), -1, vertex_ids)
+        maps = LiftingMaps(vertex_ids, np.where(vertex_ids >= 0, np.stack(weights), 0).astype(np.float32),
+                           int(num_vertices), view_set.view_names, str(lift_map_paths[0]))
+        renders = np.stack(renders)
+        small = np.stack([cv2.resize(r, (mask_size, mask_size), interpolation=cv2.INTER_AREA) for r in renders])
+        views = TemplateViews(view_set.name, small, small, maps, {"kind": "files"})
+        return cls(name or Path(render_paths[0]).stem, views, renders, view_set, lift_mode, sam_image_size,
+                   source=None)
+
     def lift(self, mask_logits: torch.Tensor) -> torch.Tensor:
         """``[B, V, M, M]`` logits → ``[B, N]`` per-vertex probabilities."""
         return self.lifter(mask_logits)

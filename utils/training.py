@@ -77,20 +77,33 @@ def build_model(recipe: Recipe, device: str, dataset_dir: Path | None = None):
 _OBJECT_TEMPLATES: dict[str, ViewTemplate] = {}
 
 
-def sample_template(model, key: str) -> ViewTemplate:
-    """``"human"`` or the folder of an object's renders (cached per folder: one mesh, one set of embeddings)."""
+def sample_template(model, key: str, meta: dict | None = None, num_vertices: int | None = None) -> ViewTemplate:
+    """``"human"``, a template folder, or an object sample's per-view files (``meta["render_paths"]`` and
+    ``meta["lift_map_paths"]``), cached per object so each one's SAM embeddings are computed once."""
     if key == "human":
         return model.template("human")
-    if key not in _OBJECT_TEMPLATES:
+    files = tuple((meta or {}).get("lift_map_paths", ()))
+    cache_key = files or key
+    if cache_key not in _OBJECT_TEMPLATES:
         config = model.config
-        _OBJECT_TEMPLATES[key] = ViewTemplate.from_folder(key, config.object_view_set, config.mask_size,
-                                                          config.sam_image_size, config.object_lift_mode).to(model.device)
-    return _OBJECT_TEMPLATES[key]
+        if files:
+            point_maps = "p2pmap" in Path(files[0]).name
+            template = ViewTemplate.from_files(meta["render_paths"], files, config.object_view_set, config.mask_size,
+                                               config.sam_image_size, num_vertices,
+                                               "soft" if point_maps else config.object_lift_mode)
+        else:
+            template = ViewTemplate.from_folder(key, config.object_view_set, config.mask_size, config.sam_image_size,
+                                                config.object_lift_mode)
+        _OBJECT_TEMPLATES[cache_key] = template.to(model.device)
+    return _OBJECT_TEMPLATES[cache_key]
 
 
 def model_inputs(model, batch: dict) -> dict:
     device = model.device
-    templates = [sample_template(model, key or "human") for key in batch["templates"]]
+    metas = batch.get("meta") or [None] * len(batch["templates"])
+    labels = batch.get("vertex_labels") or [None] * len(batch["templates"])
+    templates = [sample_template(model, key or "human", meta, None if lab is None else len(lab))
+                 for key, meta, lab in zip(batch["templates"], metas, labels)]
     return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device),
             "labels": batch["labels"].to(device), "clip_pixel_values": batch["clip_pixel_values"].to(device),
             "templates": templates}
@@ -135,7 +148,9 @@ def predict_dataset(model, tokenizer, dataset, max_samples: int | None = None, b
     for start in tqdm(range(0, count, batch_size), desc=f"predict {getattr(dataset, 'name', '')}", disable=not progress):
         samples = [dataset[i] for i in range(start, min(count, start + batch_size))]
         queries = [{"image": j, "prompt": build_prompt(s["question"], None, image_tokens=model.config.image_seq_length),
-                    "template": sample_template(model, s["template"] or "human")} for j, s in enumerate(samples)]
+                    "template": sample_template(model, s["template"] or "human", s.get("meta"),
+                                                None if s["vertex_labels"] is None else len(s["vertex_labels"]))}
+                   for j, s in enumerate(samples)]
         predictions = model.generate_contact(tokenizer, [s["image"] for s in samples], queries)
         results.extend(zip(samples, predictions))
     return results
