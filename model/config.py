@@ -116,6 +116,9 @@ def _sam_config(hidden: int, depth: int, heads: int, global_attn: list[int], ima
             hidden_size=hidden, num_hidden_layers=depth, num_attention_heads=heads, image_size=image_size,
             patch_size=patch, output_channels=prompt_dim, global_attn_indexes=global_attn, window_size=window,
             mlp_dim=hidden * 4, num_pos_feats=prompt_dim // 2,
+            # transformers' SAM default (1e-10) assumes pretrained weights are always loaded; a randomly initialised
+            # encoder (the tiny preset) would then output all-zero embeddings and the decoder would see nothing.
+            initializer_range=0.02,
         ).to_dict(),
         prompt_encoder_config=SamPromptEncoderConfig(hidden_size=prompt_dim, image_size=image_size, patch_size=patch).to_dict(),
         mask_decoder_config=SamMaskDecoderConfig(
@@ -129,8 +132,8 @@ SAM_ENCODERS: dict[str, Callable[..., SamConfig]] = {
     "vit_l": lambda **kw: _sam_config(1024, 24, 16, [5, 11, 17, 23], **kw),
     "vit_b": lambda **kw: _sam_config(768, 12, 12, [2, 5, 8, 11], **kw),
     # CPU-sized: 128-px input, 8x8 embedding, 64-d prompts
-    "tiny": lambda **kw: _sam_config(64, 2, 2, [1], image_size=128, window=4, prompt_dim=64, decoder_mlp=128,
-                                     decoder_heads=2, **kw),
+    "tiny": lambda image_size=128, **kw: _sam_config(64, 2, 2, [1], image_size=image_size, window=4, prompt_dim=64,
+                                                     decoder_mlp=128, decoder_heads=2, **kw),
 }
 
 

@@ -89,12 +89,20 @@ register(Recipe(
                      "hC_loss_weight": 3.0, "oC_loss_weight": 3.0},
 ))
 # CPU: the tiny preset on SynthContact, everything trained from scratch (no pretrained CLIP/LLM exists here).
+def _tiny_sam_256() -> dict:
+    from model.config import SAM_ENCODERS
+
+    return SAM_ENCODERS["tiny"](image_size=256).to_dict()
+
+
+# SAM input and masks at 256 px (16×16 embeddings): at 128 px the hands and feet are a pixel or two of the 32×32 masks.
 register(Recipe(
     "synth-tiny", "interactvlm-tiny-synthcontact",
     train=(DataSource("synthcontact_hcontact"),), val=(DataSource("synthcontact_hcontact", "val"),),
-    preset="tiny", init=None, model_overrides={"question_type": "parts"}, epochs=6, steps_per_epoch=150,
+    preset="tiny", init=None, model_overrides={"question_type": "parts", "sam_config": _tiny_sam_256(), "mask_size": 256},
+    epochs=5, steps_per_epoch=200,
     batch_size=8, grad_accumulation_steps=1, lr=1e-3, warmup_steps=30, use_lora=False, precision="fp32",
-    body_part_dropout=0.2, val_max_samples=64,
+    body_part_dropout=0.2, val_max_samples=48,
 ))
 
 

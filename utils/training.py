@@ -39,15 +39,16 @@ def human_template_folder(dataset_dir: Path, template: str, view_set: str) -> Pa
 def ensure_human_template(dataset_dir: Path, config) -> ViewTemplate:
     """The human template of a config, rendering it first when it is ours and missing (cheap, resumable)."""
     folder = human_template_folder(dataset_dir, config.human_template, config.human_view_set)
-    if not (folder / "template.json").is_file() and not (folder / "pixel_to_vertex_map_1024.npz").is_file():
-        if config.human_template != "synthbody":
-            raise FileNotFoundError(
-                f"no renders of {config.human_template} for {config.human_view_set} at {folder}: run "
-                f"`python -m preprocess_data.render_views --template {config.human_template} --view-set {config.human_view_set} "
-                f"--sizes 1024` (needs the licensed body model) or fetch the original data.zip")
+    official = (folder / "pixel_to_vertex_map_1024.npz").is_file()
+    if config.human_template == "synthbody" and not official:  # ours: render what is missing (resumable, seconds)
         body = canonical_mesh("synthbody", default_body_model_dir())
         render_template(folder, get_view_set(config.human_view_set), sorted({config.mask_size, config.sam_image_size}),
                         kind="body", vertices=body.vertices, faces=body.faces, name="synthbody")
+    elif not (folder / "template.json").is_file() and not official:
+        raise FileNotFoundError(
+            f"no renders of {config.human_template} for {config.human_view_set} at {folder}: run "
+            f"`python -m preprocess_data.render_views --template {config.human_template} --view-set {config.human_view_set} "
+            f"--sizes 1024` (needs the licensed body model) or fetch the original data.zip")
     num_vertices = 6890 if config.human_template in ("smpl", "smplh") else None
     return ViewTemplate.from_folder(folder, config.human_view_set, config.mask_size, config.sam_image_size,
                                     config.human_lift_mode, name="human", num_vertices=num_vertices)
