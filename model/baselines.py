@@ -137,8 +137,10 @@ def load_baseline(kind: str, path: Path, device: str = "cpu", dataset_dir: Path 
     return Baseline(kind, model.eval().to(device), config, template)
 
 
-def train_direct(dataset, config, minutes: float, batch_size: int = 16, lr: float = 1e-3, seed: int = 0) -> DirectVertexClassifier:
-    """Train on (image, object) → vertex labels with BCE for a fixed wall-clock budget (the model's comparison point)."""
+def train_direct(dataset, config, minutes: float, batch_size: int = 16, lr: float = 1e-3, seed: int = 0,
+                 steps: int | None = None) -> DirectVertexClassifier:
+    """Train on (image, object) → vertex labels with BCE for ``steps`` optimizer steps (a budget in samples seen,
+    comparable with the model's whatever else runs on the machine) or, without ``steps``, for ``minutes``."""
     from tqdm import tqdm
 
     torch.manual_seed(seed)
@@ -150,9 +152,9 @@ def train_direct(dataset, config, minutes: float, batch_size: int = 16, lr: floa
     rng = np.random.default_rng(seed)
     images = {}
     deadline = time.time() + minutes * 60
-    steps = 0
+    trained = 0
     with tqdm(desc="direct baseline", unit="step") as bar:
-        while time.time() < deadline:
+        while (steps is None and time.time() < deadline) or (steps is not None and trained < steps):
             batch = rng.choice(len(names), size=batch_size, replace=False)
             for i in batch:
                 if i not in images:
@@ -162,10 +164,10 @@ def train_direct(dataset, config, minutes: float, batch_size: int = 16, lr: floa
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            steps += 1
+            trained += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-    model.trained_steps = steps
+    model.trained_steps = trained
     return model.eval()
 
 
@@ -179,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dataset", default="synthcontact_hcontact")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=10.0, help="training budget of the direct classifier")
+    parser.add_argument("--steps", type=int, default=None, help="budget in optimizer steps (overrides --minutes)")
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = build_config("tiny")
@@ -191,12 +195,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     from safetensors.torch import save_file
 
-    model = train_direct(train, config, args.minutes, seed=args.seed)
+    model = train_direct(train, config, args.minutes, batch_size=args.batch_size, seed=args.seed, steps=args.steps)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.output))
     args.output.with_suffix(".json").write_text(json.dumps({"class_names": model.class_names, "num_vertices": model.head[-1].out_features,
-                                                            "steps": model.trained_steps, "minutes": args.minutes}))
-    print(f"direct classifier: {model.trained_steps} steps in {args.minutes} min → {args.output}")
+                                                            "steps": model.trained_steps, "batch_size": args.batch_size}))
+    print(f"direct classifier: {model.trained_steps} steps of {args.batch_size} → {args.output}")
 
 
 if __name__ == "__main__":

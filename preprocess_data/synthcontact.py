@@ -1,0 +1,669 @@
+"""SynthContact: synthetic human–object interaction images with exact per-vertex contact, in DAMON's on-disk layout.
+
+Every sample is a SynthBody posed through smplx (pose families standing, sitting, lying, leaning, stepping, kicking,
+holding/reaching; random betas in ±1.5), one to three primitive objects placed so that the contact is real (surfaces
+touching or slightly interpenetrating; untouched distractors at least 30 cm away) and an RGB render from a random
+camera. Contact labels are exact: a body vertex touches an object when its analytic signed distance to the object's
+surface is at most ε = 2 cm (inside counts). Sample ``i`` of split ``s`` depends only on ``(seed, s, i)``, so any sample
+can be regenerated alone and an interrupted run resumes where it stopped.
+
+    python -m preprocess_data.synthcontact --output-dir data/synthcontact --num-samples 2000 --workers 2
+
+Layout (per split ``train``, ``val``, ``test``, ``test_heldout``; ``test_heldout`` holds only the held-out
+(pose family, object) combinations, which never occur in the other splits)::
+
+    <out>/<split>/imgname.npy, images/<stem>.jpg, contact_label.npy, contact_label_objectwise.pkl,
+                  body_parts_objectwise.pkl, hcontact_vitruvian_mv2/<object>/<stem>_<view>.png,
+                  objects/<stem>__<object>.ply, object_contact.pkl, meta.jsonl
+    <out>/README.md, <out>/splits.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import cv2
+import numpy as np
+
+from preprocess_data import synthcontact_geometry as geo
+from preprocess_data import synthcontact_render as rend
+from preprocess_data import synthcontact_scene as sc
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATASET_NAME = "SynthContact"
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test", "test_heldout")
+SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
+VIEW_SET = "4MV-Z_Vitru_mv2"
+MIN_VERTICES = 2
+NUM_BODY_VERTICES = 6997
+OWNED_ENTRIES = (*SPLITS, "README.md", "splits.json")
+INDEX_FILES = ("imgname.npy", "contact_label.npy", "contact_label_objectwise.pkl", "body_parts_objectwise.pkl",
+               "object_contact.pkl")
+
+
+def default_output_dir() -> Path:
+    return REPO_ROOT / "data" / "synthcontact"
+
+
+def default_template_dir() -> Path:
+    return REPO_ROOT / "data" / "templates" / "synthbody" / VIEW_SET
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    seed: int = 0
+    num_samples: int = 2000
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    heldout_samples: int = 200
+    mask_size: int = 128
+    jpeg_quality: int = 95
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 0 or self.heldout_samples < 0:
+            raise ValueError("--num-samples and --heldout-samples must be non-negative")
+        fractions = tuple(float(f) for f in self.split_fractions)
+        if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+            raise ValueError(f"--split-fractions needs three non-negative numbers summing to 1, got {self.split_fractions}")
+        if not 16 <= self.mask_size <= 2048:
+            raise ValueError(f"--mask-size must be in [16, 2048], got {self.mask_size}")
+
+    def counts(self) -> dict[str, int]:
+        train = int(round(self.num_samples * self.split_fractions[0]))
+        val = int(round(self.num_samples * self.split_fractions[1]))
+        val = min(val, self.num_samples - train)
+        return {"train": train, "val": val, "test": self.num_samples - train - val, "test_heldout": self.heldout_samples}
+
+    def identity(self) -> dict:
+        """What makes two runs the same dataset (compared with an existing splits.json)."""
+        return {"dataset": DATASET_NAME, "format_version": FORMAT_VERSION, "seed": self.seed,
+                "num_samples": self.num_samples, "split_fractions": [float(f) for f in self.split_fractions],
+                "heldout_samples": self.heldout_samples, "mask_size": self.mask_size, "jpeg_quality": self.jpeg_quality}
+
+
+def stem_of(split: str, index: int) -> str:
+    return f"{split}_{index:06d}"
+
+
+def sample_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The one random stream of a sample: a function of (seed, split, index) only."""
+    return np.random.default_rng([int(seed), SPLIT_IDS[split], int(index)])
+
+
+def combinations_for(split: str) -> list[tuple[tuple[str, str], float]]:
+    heldout = set(sc.HELDOUT_COMBINATIONS)
+    if split == "test_heldout":
+        return [(combo, 1.0) for combo in sc.HELDOUT_COMBINATIONS]
+    return [(combo, weight) for combo, (_, weight) in sc.COMBINATIONS.items() if combo not in heldout]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One sample
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SampleObject:
+    name: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    colors: np.ndarray
+    contact_ids: np.ndarray  # body vertex ids
+    object_contact: np.ndarray  # [num object vertices] float32 0/1
+
+
+@dataclass
+class Sample:
+    split: str
+    index: int
+    stem: str
+    image_jpeg: bytes
+    objects: list[SampleObject]
+    masks: dict[str, np.ndarray]  # object -> [V, S, S] uint8 0/1 (objects with contact only)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def contact_objectwise(self) -> dict[str, list[int]]:
+        return {o.name: [int(i) for i in o.contact_ids] for o in self.objects if len(o.contact_ids)}
+
+
+def load_mask_maps(mask_size: int, template_dir: Path | None, body_vertices: np.ndarray, body_faces: np.ndarray):
+    """Lifting maps of the synthbody template under 4MV-Z_Vitru_mv2 at ``mask_size``: read from the template folder
+    when it has that size for the same mesh, otherwise rasterised in memory (identical; nothing is written)."""
+    from utils.geometry.geodesic import mesh_hash
+    from utils.geometry.lifting_maps import LiftingMaps
+    from utils.geometry.raycast import rasterize
+    from utils.geometry.template_views import maps_path
+    from utils.geometry.views import get_view_set
+
+    view_set = get_view_set(VIEW_SET)
+    key = mesh_hash(body_vertices, body_faces)
+    if template_dir is not None:
+        meta_file = Path(template_dir) / "template.json"
+        if meta_file.is_file() and maps_path(template_dir, mask_size).is_file():
+            meta = json.loads(meta_file.read_text())
+            if meta.get("mesh_hash") == key and meta.get("view_set") == VIEW_SET:
+                return LiftingMaps.load(maps_path(template_dir, mask_size)), str(template_dir)
+    fragments = [rasterize(body_vertices, body_faces, v.camera(), mask_size) for v in view_set.render_views]
+    return LiftingMaps.from_fragments(fragments, body_faces, len(body_vertices), view_set.view_names), "rendered in memory"
+
+
+class SynthContactGenerator:
+    """Per-process state (body model, masks' lifting maps) and the pure per-sample generator."""
+
+    def __init__(self, config: GeneratorConfig, body_model_dir: str | Path | None = None,
+                 template_dir: str | Path | None = None):
+        from utils.body_models import canonical_mesh, default_body_model_dir
+
+        self.config = config
+        self.body_model_dir = Path(body_model_dir) if body_model_dir else default_body_model_dir()
+        self.ctx = sc.BodyContext.load(self.body_model_dir)
+        canon = canonical_mesh("synthbody", self.body_model_dir)
+        self.canonical_vertices = np.asarray(canon.vertices)
+        template = Path(template_dir) if template_dir else default_template_dir()
+        self.maps, self.maps_source = load_mask_maps(config.mask_size, template, self.canonical_vertices, self.ctx.faces)
+        self.view_names = tuple(self.maps.view_names)
+
+    # -- generation ------------------------------------------------------------------------------------------------
+
+    def generate(self, split: str, index: int) -> Sample:
+        from utils.geometry.projection import contact_masks
+
+        cfg = self.config
+        rng = sample_rng(cfg.seed, split, index)
+        combos = combinations_for(split)
+        weights = np.array([w for _, w in combos], dtype=np.float64)
+        family, primary = combos[int(rng.choice(len(combos), p=weights / weights.sum()))][0]
+        scene = sc.sample_scene(rng, self.ctx, family, primary)
+        v = scene.vertices
+
+        surface = geo.BodySurface(v, self.ctx.faces, self.ctx.vertex_faces)
+        objects: list[SampleObject] = []
+        object_meta: list[dict] = []
+
+        for obj in scene.objects:
+            spacing = sc.MESH_SPACING["supporting" if obj.name == "supporting" else
+                                      "small" if obj.name in ("bottle", "baseball_bat", "sports_ball") else "default"]
+            sdf = geo.object_sdf(v, obj.parts)
+            ids = np.flatnonzero(sdf <= sc.EPSILON)
+            # box faces are finely tessellated only where the body comes close (the only place object-side contact
+            # can occur); elsewhere coarse cells render identically and keep the scene cheap to ray-cast
+            near = v[sdf <= sc.EPSILON + sc.FINE_MARGIN]
+            window = ((near.min(0) - sc.FINE_MARGIN, near.max(0) + sc.FINE_MARGIN) if len(near)
+                      else (np.full(3, np.inf), np.full(3, -np.inf)))
+            verts, faces = geo.object_mesh(obj.parts, spacing, window, sc.COARSE_SPACING)
+            obj_contact = surface.contact(verts, sc.EPSILON).astype(np.float32)
+            if obj.interaction == "none" and (len(ids) or obj_contact.any()):
+                raise AssertionError(f"untouched {obj.name} has contact")  # excluded by the placement
+            colors, base = rend.object_colors(rng, obj.name, verts)
+            objects.append(SampleObject(obj.name, verts, faces, colors, ids, obj_contact))
+            object_meta.append({
+                "name": obj.name, "type": obj.name, "interaction": obj.interaction if len(ids) else "none",
+                "intended_interaction": obj.interaction, "parts": obj.parts,
+                "size": {k: round(float(x), 6) for k, x in obj.size.items()},
+                "pose": {"position": [round(float(x), 6) for x in obj.position], "yaw_deg": round(float(obj.yaw_deg), 4)},
+                "color": base, "mesh_spacing": spacing, "mesh_coarse_spacing": sc.COARSE_SPACING,
+                "mesh_fine_window": ([np.round(window[0], 6).tolist(), np.round(window[1], 6).tolist()]
+                                     if len(near) else None),
+                "num_vertices": int(len(verts)), "num_faces": int(len(faces)),
+                "ply": f"objects/{stem_of(split, index)}__{obj.name}.ply",
+                "contact_vertices": [int(i) for i in ids],
+                "object_contact_vertices": [int(i) for i in np.flatnonzero(obj_contact)],
+            })
+
+        body_rgb, body_color_info = rend.body_colors(rng, self.ctx.segmentation, len(v))
+        all_v = np.concatenate([v] + [o.vertices for o in objects])
+        offsets = np.cumsum([len(v)] + [len(o.vertices) for o in objects])[:-1]
+        all_f = np.concatenate([self.ctx.faces] + [o.faces + off for o, off in zip(objects, offsets)])
+        all_c = np.concatenate([body_rgb] + [o.colors for o in objects])
+        # the ground only hides soles, which no camera above it can see anyway
+        occluders = np.concatenate([v] + [o.vertices for o in objects if o.name != "supporting"])
+
+        contact_ids = [o.contact_ids for o in objects if o.name != "supporting" and len(o.contact_ids)]
+        if not contact_ids:
+            contact_ids = [o.contact_ids for o in objects if len(o.contact_ids)]
+        contact_points = v[np.unique(np.concatenate(contact_ids))] if contact_ids else np.zeros((0, 3))
+        object_parts = [o.parts for o in scene.objects]
+        try:
+            camera = rend.sample_camera(rng, v, occluders, contact_points, object_parts, lying=family == "lying")
+        except geo.PlacementFailure:  # very rare: every direction tried was blocked; keep drawing (deterministic)
+            camera = rend.sample_camera(rng, v, occluders, contact_points, object_parts, lying=family == "lying",
+                                        tries=60)
+        light = rend.sample_light(rng, camera)
+        bg, bg_info = rend.background(rng, camera.height, camera.width)
+        noise = float(rng.uniform(0.0, 0.02))
+        image = rend.render_rgb(all_v, all_f, all_c, camera, light, bg, noise, rng)
+        jpeg = rend.encode_jpeg(image, cfg.jpeg_quality)
+
+        masks = {}
+        for o in objects:
+            if len(o.contact_ids):
+                labels = np.zeros(len(v), dtype=np.float32)
+                labels[o.contact_ids] = 1.0
+                masks[o.name] = contact_masks(labels, self.maps, min_vertices=MIN_VERTICES)
+
+        stem = stem_of(split, index)
+        meta = {
+            "stem": stem, "split": split, "index": int(index), "imgname": f"images/{stem}.jpg",
+            "pose_family": family, "primary_object": primary,
+            "interactions": {m["name"]: m["interaction"] for m in object_meta},
+            "pose_info": scene.pose_info,
+            "body": {
+                "model": "synthbody",
+                "pose": np.asarray(scene.full_pose, np.float32).reshape(-1).tolist(),  # 72 axis-angle, [0:3] = root
+                "global_orient": np.asarray(scene.full_pose[0], np.float32).tolist(),
+                "betas": np.asarray(scene.betas, np.float32).tolist(),
+                "transl": np.asarray(scene.transl, np.float32).tolist(),
+            },
+            "objects": object_meta,
+            "camera": camera.to_meta(),
+            "image_size": [camera.width, camera.height],
+            "light": {"location": [round(float(x), 6) for x in light]},
+            "background": bg_info,
+            "body_colors": body_color_info,
+            "noise_sigma": round(noise, 6),
+            "seeds": {"seed": cfg.seed, "split_id": SPLIT_IDS[split], "index": int(index),
+                      "rng": "numpy.random.default_rng([seed, split_id, index])"},
+            "scene_attempts": scene.attempts,
+            "epsilon": sc.EPSILON,
+        }
+        return Sample(split, index, stem, jpeg, objects, masks, meta)
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def write(self, out_dir: Path, sample: Sample) -> dict:
+        split_dir = Path(out_dir) / sample.split
+        for sub in ("images", "objects"):
+            (split_dir / sub).mkdir(parents=True, exist_ok=True)
+        for o in sample.objects:
+            geo.write_ply(split_dir / "objects" / f"{sample.stem}__{o.name}.ply", o.vertices, o.faces,
+                          rend_colors_uint8(o.colors))
+        for name, masks in sample.masks.items():
+            folder = split_dir / "hcontact_vitruvian_mv2" / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for view, mask in zip(self.view_names, masks):
+                path = folder / f"{sample.stem}_{view}.png"
+                if not cv2.imwrite(str(path), (mask > 0).astype(np.uint8) * 255):
+                    raise OSError(f"could not write {path}")
+        image_path = split_dir / "images" / f"{sample.stem}.jpg"
+        tmp = image_path.with_suffix(".jpg.tmp")
+        tmp.write_bytes(sample.image_jpeg)
+        os.replace(tmp, image_path)  # the image is written last: its presence marks the files as complete
+        return sample.meta
+
+    def generate_and_write(self, out_dir: Path, split: str, index: int) -> dict:
+        return self.write(out_dir, self.generate(split, index))
+
+
+def rend_colors_uint8(colors: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(colors, 0, 1) * 255).astype(np.uint8)
+
+
+def sample_files(out_dir: Path, meta: dict, view_names: Iterable[str]) -> list[Path]:
+    """Every file a sample owns (used to decide whether it is complete)."""
+    split_dir = Path(out_dir) / meta["split"]
+    files = [split_dir / meta["imgname"]]
+    for obj in meta["objects"]:
+        files.append(split_dir / obj["ply"])
+        if obj["contact_vertices"]:
+            files += [split_dir / "hcontact_vitruvian_mv2" / obj["name"] / f"{meta['stem']}_{v}.png" for v in view_names]
+    return files
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Index files
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def read_meta(path: Path) -> dict[str, dict]:
+    """``stem -> meta`` from a meta.jsonl (later lines win; a truncated last line from a crash is ignored)."""
+    entries: dict[str, dict] = {}
+    if not path.is_file():
+        return entries
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            meta = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        entries[meta["stem"]] = meta
+    return entries
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def write_index_files(split_dir: Path, count: int, segmentation: dict[str, np.ndarray]) -> list[dict]:
+    """Build the DAMON index files of a split from its meta.jsonl; returns the metas in index order."""
+    from utils.body_models import body_parts_from_vertices
+
+    split = split_dir.name
+    entries = read_meta(split_dir / "meta.jsonl")
+    metas = []
+    for index in range(count):
+        stem = stem_of(split, index)
+        if stem not in entries:
+            raise RuntimeError(f"{split_dir}: sample {stem} is missing from meta.jsonl; rerun the generator to resume")
+        metas.append(entries[stem])
+    labels = np.zeros((count, NUM_BODY_VERTICES), dtype=np.float32)
+    objectwise: list[dict[str, list[int]]] = []
+    body_parts: dict[str, list[str]] = {}
+    object_contact: dict[str, np.ndarray] = {}
+    for i, meta in enumerate(metas):
+        per_object: dict[str, list[int]] = {}
+        for obj in meta["objects"]:
+            ids = sorted(int(x) for x in obj["contact_vertices"])
+            oc = np.zeros(obj["num_vertices"], dtype=np.float32)
+            oc[np.asarray(obj["object_contact_vertices"], dtype=np.int64)] = 1.0
+            object_contact[f"{meta['stem']}__{obj['name']}"] = oc
+            if ids:
+                per_object[obj["name"]] = ids
+                labels[i, ids] = 1.0
+                body_parts[f"{meta['stem']}_{obj['name']}"] = [
+                    str(p) for p in body_parts_from_vertices(np.asarray(ids, dtype=np.int64), segmentation)]
+        objectwise.append(per_object)
+    _atomic_save_npy(split_dir / "imgname.npy", np.array([m["imgname"] for m in metas], dtype=str))
+    _atomic_save_npy(split_dir / "contact_label.npy", labels)
+    _atomic_write_bytes(split_dir / "contact_label_objectwise.pkl", pickle.dumps(objectwise, protocol=4))
+    _atomic_write_bytes(split_dir / "body_parts_objectwise.pkl", pickle.dumps(body_parts, protocol=4))
+    _atomic_write_bytes(split_dir / "object_contact.pkl", pickle.dumps(object_contact, protocol=4))
+    # meta.jsonl rewritten in index order without duplicates (regenerated samples append a second line)
+    text = "".join(json.dumps(m, separators=(",", ":")) + "\n" for m in metas)
+    _atomic_write_bytes(split_dir / "meta.jsonl", text.encode())
+    return metas
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Runs (output-dir checks, workers, resume)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def check_output_dir(out_dir: Path, config: GeneratorConfig, overwrite: bool) -> None:
+    """Refuse a directory holding another dataset (or foreign files) unless ``overwrite``. With ``overwrite`` the
+    entries this generator owns (split folders, README.md, splits.json) are removed so everything is generated
+    afresh; anything else in the directory is left alone. Without it, the same dataset is resumed."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a directory")
+    if overwrite:
+        _remove_owned(out_dir)
+        return
+    entries = [p.name for p in out_dir.iterdir()]
+    if not entries:
+        return
+    splits_file = out_dir / "splits.json"
+    problem = None
+    if splits_file.is_file():
+        try:
+            old = json.loads(splits_file.read_text())
+        except json.JSONDecodeError:
+            old = {}
+        old_identity = {k: old.get(k) for k in config.identity()}
+        if old_identity != config.identity():
+            diff = {k: (old_identity[k], v) for k, v in config.identity().items() if old_identity[k] != v}
+            problem = f"{out_dir} holds a different dataset (splits.json differs: {diff})"
+    else:
+        problem = f"{out_dir} is not empty and has no SynthContact splits.json (found {sorted(entries)[:5]})"
+    if problem is not None:
+        raise FileExistsError(problem + "; choose another --output-dir or pass --overwrite")
+
+
+def _remove_owned(out_dir: Path) -> None:
+    for name in OWNED_ENTRIES:
+        path = out_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _splits_json(config: GeneratorConfig, complete: bool, extra: dict | None = None) -> dict:
+    data = dict(config.identity())
+    data.update({
+        "counts": config.counts(),
+        "splits": list(SPLITS),
+        "heldout_combinations": [list(c) for c in sc.HELDOUT_COMBINATIONS],
+        "train_combinations": [list(c) for c, _ in combinations_for("train")],
+        "object_names": list(sc.OBJECT_NAMES),
+        "pose_families": list(sc.POSE_FAMILIES),
+        "epsilon_m": sc.EPSILON,
+        "untouched_min_distance_m": sc.UNTOUCHED_MIN_DIST,
+        "view_set": VIEW_SET,
+        "min_vertices": MIN_VERTICES,
+        "num_body_vertices": NUM_BODY_VERTICES,
+        "body_model": "synthbody",
+        "complete": complete,
+    })
+    if extra:
+        data.update(extra)
+    return data
+
+
+_WORKER: SynthContactGenerator | None = None
+
+
+def _init_worker(config: GeneratorConfig, body_model_dir: str | None, template_dir: str | None) -> None:
+    global _WORKER
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER = SynthContactGenerator(config, body_model_dir, template_dir)
+
+
+def _work(task: tuple[str, str, int]) -> dict:
+    out_dir, split, index = task
+    assert _WORKER is not None
+    try:
+        return _WORKER.generate_and_write(Path(out_dir), split, index)
+    except Exception as err:  # name the sample: it can be regenerated alone with the same (seed, split, index)
+        raise RuntimeError(f"SynthContact sample {stem_of(split, index)} failed: {type(err).__name__}: {err}") from err
+
+
+def _append_meta(path: Path, meta: dict) -> None:
+    with open(path, "ab") as handle:
+        handle.write((json.dumps(meta, separators=(",", ":")) + "\n").encode())
+
+
+def _repair_meta_tail(path: Path) -> None:
+    """A crash may leave a partial last line; terminate it so the next appended line stays parseable."""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb+") as handle:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                handle.write(b"\n")
+
+
+def run(
+    output_dir: str | Path,
+    config: GeneratorConfig,
+    workers: int = 2,
+    overwrite: bool = False,
+    body_model_dir: str | Path | None = None,
+    template_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Generate (or resume) a dataset; returns the final splits.json content."""
+    from tqdm import tqdm
+
+    from utils.body_models import default_body_model_dir, load_part_segmentation
+    from utils.geometry.views import get_view_set
+
+    start = time.time()
+    out_dir = Path(output_dir).resolve()
+    check_output_dir(out_dir, config, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    previous = {}
+    if (out_dir / "splits.json").is_file():
+        previous = json.loads((out_dir / "splits.json").read_text())
+    (out_dir / "splits.json").write_text(json.dumps(_splits_json(config, False), indent=1))
+
+    counts = config.counts()
+    view_names = get_view_set(VIEW_SET).view_names
+    tasks: list[tuple[str, str, int]] = []
+    skipped = 0
+    for split in SPLITS:
+        split_dir = out_dir / split
+        for sub in ("images", "objects", "hcontact_vitruvian_mv2"):
+            (split_dir / sub).mkdir(parents=True, exist_ok=True)
+        _repair_meta_tail(split_dir / "meta.jsonl")
+        done = read_meta(split_dir / "meta.jsonl")
+        for index in range(counts[split]):
+            meta = done.get(stem_of(split, index))
+            if meta is not None and all(p.is_file() for p in sample_files(out_dir, meta, view_names)):
+                skipped += 1
+                continue
+            tasks.append((str(out_dir), split, index))
+
+    bar = tqdm(total=len(tasks) + skipped, initial=skipped, desc="SynthContact", unit="sample", disable=not progress,
+               smoothing=0.05)
+    body_dir = str(body_model_dir) if body_model_dir else None
+    tmpl_dir = str(template_dir) if template_dir else None
+    if tasks:
+        if workers <= 1:
+            generator = SynthContactGenerator(config, body_dir, tmpl_dir)
+            for task in tasks:
+                meta = generator.generate_and_write(Path(task[0]), task[1], task[2])
+                _append_meta(out_dir / meta["split"] / "meta.jsonl", meta)
+                bar.update(1)
+        else:
+            import multiprocessing as mp
+
+            saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+            os.environ.update({k: "1" for k in saved})  # inherited by the spawned workers only
+            try:
+                context = mp.get_context("spawn")
+                with context.Pool(workers, initializer=_init_worker, initargs=(config, body_dir, tmpl_dir)) as pool:
+                    for meta in pool.imap_unordered(_work, tasks, chunksize=2):
+                        _append_meta(out_dir / meta["split"] / "meta.jsonl", meta)
+                        bar.update(1)
+            finally:
+                for k, value in saved.items():
+                    if value is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = value
+    bar.close()
+
+    segmentation = load_part_segmentation(
+        Path(body_model_dir or default_body_model_dir()) / "synthbody" / "synthbody_segmentation.json")
+    stats: dict[str, Any] = {}
+    for split in SPLITS:
+        metas = write_index_files(out_dir / split, counts[split], segmentation)
+        stats[split] = _split_stats(metas)
+    elapsed = time.time() - start
+    extra = {"generated_this_run": len(tasks), "skipped_existing": skipped, "stats": stats,
+             "last_run_seconds": round(elapsed, 1), "workers": workers}
+    if tasks or "generation_seconds" not in previous:
+        extra["generation_seconds"] = round(elapsed, 1) if not skipped else None  # wall time of a complete run
+    else:
+        extra["generation_seconds"] = previous["generation_seconds"]
+    final = _splits_json(config, True, extra)
+    (out_dir / "splits.json").write_text(json.dumps(final, indent=1))
+    (out_dir / "README.md").write_text(dataset_readme(config, final))
+    return final
+
+
+def _split_stats(metas: list[dict]) -> dict:
+    combos: dict[str, int] = {}
+    objects: dict[str, int] = {}
+    touched_pairs = 0
+    for meta in metas:
+        key = f"{meta['pose_family']}/{meta['primary_object']}"
+        combos[key] = combos.get(key, 0) + 1
+        for obj in meta["objects"]:
+            objects[obj["name"]] = objects.get(obj["name"], 0) + 1
+            touched_pairs += bool(obj["contact_vertices"])
+    n_obj = [len(m["objects"]) for m in metas]
+    return {"images": len(metas), "image_object_pairs_with_contact": touched_pairs,
+            "objects_per_image": {str(k): n_obj.count(k) for k in sorted(set(n_obj))},
+            "untouched_objects": sum(1 for m in metas for o in m["objects"] if not o["contact_vertices"]),
+            "combinations": dict(sorted(combos.items())), "objects": dict(sorted(objects.items()))}
+
+
+def dataset_readme(config: GeneratorConfig, splits: dict) -> str:
+    counts = splits["counts"]
+    lines = [
+        "# SynthContact", "",
+        "Synthetic human–object interaction images with exact per-vertex contact on SynthBody (6997 vertices), in",
+        "the DAMON layout. Generated by `python -m preprocess_data.synthcontact` (see docs/synthcontact.md).", "",
+        f"seed {config.seed}, mask size {config.mask_size}, view set {VIEW_SET} (min_vertices {MIN_VERTICES}), "
+        f"contact threshold {sc.EPSILON} m.", "",
+        "| split | images | image–object pairs with contact |", "| --- | --- | --- |",
+    ]
+    for split in SPLITS:
+        s = splits.get("stats", {}).get(split, {})
+        lines.append(f"| {split} | {counts[split]} | {s.get('image_object_pairs_with_contact', '')} |")
+    lines += ["", "Held-out (pose family, object) combinations, only in `test_heldout`: "
+              + ", ".join(f"{f} × {o}" for f, o in sc.HELDOUT_COMBINATIONS) + ".", "",
+              "Per split: `imgname.npy`, `images/`, `contact_label.npy` [N, 6997], `contact_label_objectwise.pkl`,",
+              "`body_parts_objectwise.pkl`, `hcontact_vitruvian_mv2/<object>/<stem>_<view>.png`, `objects/<stem>__<object>.ply`",
+              "(world = body coordinates), `object_contact.pkl`, `meta.jsonl` (everything needed to regenerate a sample).", ""]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", type=Path, default=None, help=f"default: {default_output_dir()}")
+    parser.add_argument("--num-samples", type=int, default=2000, help="images in train+val+test")
+    parser.add_argument("--split-fractions", type=float, nargs=3, default=[0.8, 0.1, 0.1], metavar=("TRAIN", "VAL", "TEST"))
+    parser.add_argument("--heldout-samples", type=int, default=200, help="extra images in test_heldout")
+    parser.add_argument("--mask-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jpeg-quality", type=int, default=95)
+    parser.add_argument("--body-model-dir", type=Path, default=None)
+    parser.add_argument("--template-dir", type=Path, default=None,
+                        help=f"synthbody {VIEW_SET} template folder (default {default_template_dir()}; rendered in memory if absent)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="regenerate from scratch, replacing the dataset in --output-dir (other files there are kept)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+
+    config = GeneratorConfig(seed=args.seed, num_samples=args.num_samples, split_fractions=tuple(args.split_fractions),
+                             heldout_samples=args.heldout_samples, mask_size=args.mask_size,
+                             jpeg_quality=args.jpeg_quality)
+    out_dir = args.output_dir or default_output_dir()
+    try:
+        result = run(out_dir, config, workers=args.workers, overwrite=args.overwrite, body_model_dir=args.body_model_dir,
+                     template_dir=args.template_dir, progress=not args.no_progress)
+    except FileExistsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"wrote {out_dir}: {result['counts']} in {result['last_run_seconds']} s "
+          f"({result['generated_this_run']} generated, {result['skipped_existing']} already present)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
