@@ -16,7 +16,7 @@ import numpy as np
 from preprocess_data import synthcontact_geometry as geo
 from utils.geometry.cameras import PerspectiveCamera, look_at_rotation
 from utils.geometry.raycast import rasterize
-from utils.geometry.shading import AMBIENT, DIFFUSE, SHININESS, SPECULAR, to_uint8
+from utils.geometry.shading import phong_shade, to_uint8
 
 IMAGE_SIDE_RANGE = (224, 512)
 FILL_RANGE = (0.5, 0.9)
@@ -277,34 +277,8 @@ def render_rgb(
 
 def phong_shade_merged(fragments, vertices: np.ndarray, faces: np.ndarray, vertex_colors: np.ndarray,
                        camera: PerspectiveCamera, light_location: np.ndarray) -> np.ndarray:
-    """``utils.geometry.shading.phong_shade`` (same lights, materials and formulas; white background) for a large
-    merged scene mesh with per-vertex colours: area-weighted normals by ``bincount`` and one barycentric
-    interpolation of the stacked (normal, position, colour) attributes instead of three."""
-    vertices = np.asarray(vertices, dtype=np.float64)
-    faces = np.asarray(faces, dtype=np.int64)
-    tri = vertices[faces]
-    face_normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    normals = np.stack([np.bincount(faces.ravel(), weights=np.repeat(face_normals[:, a], 3), minlength=len(vertices))
-                        for a in range(3)], axis=1)
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-    attributes = np.concatenate([normals, vertices, np.asarray(vertex_colors, dtype=np.float64)], axis=1)
-    fg = fragments.foreground
-    corners = attributes[faces[fragments.face_ids[fg]]]  # [P, 3, 9]
-    values = np.einsum("pk,pkc->pc", fragments.bary[fg].astype(np.float64), corners)
-    normal, points, texels = values[:, 0:3], values[:, 3:6], values[:, 6:9]
-    normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-6)
-    to_light = np.asarray(light_location, dtype=np.float64) - points
-    to_light /= np.maximum(np.linalg.norm(to_light, axis=1, keepdims=True), 1e-6)
-    cos_angle = np.einsum("pc,pc->p", normal, to_light)
-    diffuse = DIFFUSE * np.maximum(cos_angle, 0.0)
-    to_camera = camera.center - points
-    to_camera /= np.maximum(np.linalg.norm(to_camera, axis=1, keepdims=True), 1e-6)
-    reflect = -to_light + 2.0 * cos_angle[:, None] * normal
-    alpha = np.maximum(np.einsum("pc,pc->p", to_camera, reflect), 0.0) * (cos_angle > 0)
-    specular = SPECULAR * alpha**SHININESS
-    image = np.ones((*fg.shape, 3), dtype=np.float64)
-    image[fg] = (AMBIENT + diffuse)[:, None] * texels + specular[:, None]
-    return np.clip(image, 0.0, 1.0)
+    """The merged scene mesh (body + objects, per-vertex colours) shaded like every other render."""
+    return phong_shade(fragments, vertices, faces, vertex_colors, camera, light_location).astype(np.float64)
 
 
 def encode_jpeg(image_rgb: np.ndarray, quality: int = 95) -> bytes:

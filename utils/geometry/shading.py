@@ -24,10 +24,10 @@ OBJECT_YELLOW = np.array([0.95, 0.85, 0.35], dtype=np.float32)
 def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted vertex normals (sum of un-normalised face normals, then normalised), as PyTorch3D computes them."""
     vertices = np.asarray(vertices, dtype=np.float64)
+    faces = np.asarray(faces, dtype=np.int64)
     face_normals = np.cross(vertices[faces[:, 1]] - vertices[faces[:, 0]], vertices[faces[:, 2]] - vertices[faces[:, 0]])
-    normals = np.zeros_like(vertices)
-    for corner in range(3):
-        np.add.at(normals, faces[:, corner], face_normals)
+    normals = np.stack([np.bincount(faces.ravel(), weights=np.repeat(face_normals[:, axis], 3), minlength=len(vertices))
+                        for axis in range(3)], axis=1)
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
 
@@ -66,10 +66,12 @@ def phong_shade(
     """``[H, W, 3]`` float image in [0, 1]: Phong lighting with per-pixel interpolated normals, hard blending."""
     faces = np.asarray(faces)
     fg = fragments.foreground
-    normals = interpolate(fragments, faces, vertex_normals(vertices, faces))
+    vertices = np.asarray(vertices, dtype=np.float64)
+    # one interpolation of the stacked (normal, position, colour) attributes instead of three
+    attributes = np.concatenate([vertex_normals(vertices, faces), vertices, np.asarray(vertex_colors, np.float64)], axis=1)
+    values = interpolate(fragments, faces, attributes)
+    normals, points, texels = values[:, 0:3], values[:, 3:6], values[:, 6:9]
     normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-6)
-    points = interpolate(fragments, faces, np.asarray(vertices, dtype=np.float64))
-    texels = interpolate(fragments, faces, np.asarray(vertex_colors, dtype=np.float64))
 
     to_light = np.asarray(light_location, dtype=np.float64) - points
     to_light /= np.maximum(np.linalg.norm(to_light, axis=1, keepdims=True), 1e-6)
