@@ -16,19 +16,13 @@ import cv2
 import numpy as np
 
 from utils.body_models import _SafeUnpickler, _to_plain, load_pickle_without_chumpy
+from utils.paths import require_file
 
 WHITE_SUM = 765  # 3 × 255: a render pixel with this RGB sum is background (spec §4.1 "valid region")
 
 
 class DatasetFormatError(ValueError):
     """A dataset file exists but does not hold what the reader expects; the message names the file."""
-
-
-def require_file(path: str | Path, what: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: expected {what}")
-    return path
 
 
 def load_pickle(path: str | Path, what: str) -> Any:

@@ -46,7 +46,7 @@ import numpy as np
 from utils.body_models import BODY_MODEL_FILES, body_parts_from_vertices, default_body_model_dir, load_part_segmentation
 from utils.geometry.lifting_maps import LiftingMaps
 from utils.geometry.views import ViewSet, get_view_set
-from utils.paths import default_data_dir
+from utils.paths import default_data_dir, require_file
 
 if TYPE_CHECKING:
     from datasets.io import DirectoryListing
@@ -60,7 +60,7 @@ __all__ = [
     "HumanSetup", "MaskGroup", "MaskProjector", "add_common_arguments",
     "add_human_arguments", "body_parts", "directory_listing", "find_human_template", "format_error", "human_mask_job",
     "human_setup", "image_stem",
-    "init_human_worker", "pending_human_outputs", "require_input", "run_jobs", "vertex_ids_from", "write_bytes",
+    "init_human_worker", "pending_human_outputs", "require_file", "run_jobs", "vertex_ids_from", "write_bytes",
     "write_npz", "write_pickle_if_changed", "write_png", "templates_main",
 ]
 
@@ -82,14 +82,6 @@ def directory_listing() -> "DirectoryListing":
     from datasets.io import DirectoryListing
 
     return DirectoryListing()
-
-
-def require_input(path: str | Path, what: str) -> Path:
-    """The path of a required input file, or a ``FileNotFoundError`` that names it and what it should hold."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: expected {what}")
-    return path
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -350,7 +342,7 @@ def default_segmentation_path(dataset_dir: Path, body: str, body_model_dir: Path
 
 
 def load_segmentation(path: Path, num_vertices: int) -> dict[str, np.ndarray]:
-    require_input(path, "the body-part segmentation ({part name: vertex ids}; the original's "
+    require_file(path, "the body-part segmentation ({part name: vertex ids}; the original's "
                   "smpl_segmentation_merged.pkl or our synthbody_segmentation.json); set it with --part-segmentation")
     try:
         segmentation = load_part_segmentation(path)

@@ -50,7 +50,7 @@ import numpy as np
 from preprocess_data.datagen_common import (HumanSetup, add_common_arguments, add_human_arguments, body_parts, cli,
                                             configure_logging, dataset_dir_of, directory_listing, format_error,
                                             human_mask_job, human_setup_from_args, image_stem, init_human_worker,
-                                            pending_human_outputs, require_input, run_jobs, vertex_ids_from,
+                                            pending_human_outputs, require_file, run_jobs, vertex_ids_from,
                                             write_pickle_if_changed, write_png)
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class DamonRaw:
 def read_raw_split(split_dir: Path, num_vertices: int) -> DamonRaw:
     from datasets.io import load_npy
 
-    names_path = require_input(split_dir / "imgname.npy", "the [N] image names of the DAMON split")
+    names_path = require_file(split_dir / "imgname.npy", "the [N] image names of the DAMON split")
     names = load_npy(names_path, "the [N] image names of the split")
     if names.ndim != 1 or names.dtype.kind not in "USO":
         raise format_error(f"{names_path}: expected a 1-D array of image names, got {names.dtype} {names.shape}")
@@ -96,7 +96,7 @@ def read_raw_split(split_dir: Path, num_vertices: int) -> DamonRaw:
                                f"image of {names_path.name}, one column per vertex of the template body (see --body)")
 
     what = "an [N] object array of {object name: [vertex ids]} (DAMON's contact_label_objectwise)"
-    objectwise_path = require_input(split_dir / "contact_label_objectwise.npy", what)
+    objectwise_path = require_file(split_dir / "contact_label_objectwise.npy", what)
     raw = load_npy(objectwise_path, what)
     if raw.ndim != 1 or len(raw) != len(names):
         raise format_error(f"{objectwise_path}: expected {len(names)} entries (one per image of "
@@ -168,7 +168,7 @@ def _polygons_to_mask(polygons: Any, height: int, width: int, source: Path) -> n
 def _image_size(path: Path) -> tuple[int, int]:
     from PIL import Image
 
-    require_input(path, "the image (its size is needed to draw 2D contact polygons)")
+    require_file(path, "the image (its size is needed to draw 2D contact polygons)")
     with Image.open(path) as img:
         return img.height, img.width
 

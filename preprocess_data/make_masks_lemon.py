@@ -35,7 +35,7 @@ import numpy as np
 from preprocess_data.datagen_common import (HumanSetup, add_common_arguments, add_human_arguments, body_parts, cli,
                                             configure_logging, dataset_dir_of, dense_contact, directory_listing,
                                             human_mask_job, human_setup_from_args, init_human_worker,
-                                            pending_human_outputs, require_input, run_jobs, write_pickle_if_changed)
+                                            pending_human_outputs, require_file, run_jobs, write_pickle_if_changed)
 from preprocess_data.make_piad_renders import (LEMON_DISTANCE, LEMON_RADIUS, LOOKUP_MODES, SAM_INPUT_TYPE, lemon_source,
                                                run_sources)
 from utils.geometry.views import get_view_set
@@ -55,14 +55,14 @@ def run_human(dataset_dir: Path, setup: HumanSetup, splits: tuple[str, ...] = SP
     listing = directory_listing()
     jobs, skipped, summary = [], 0, {}
     for split in splits:
-        index_file = require_input(root / "txt_scripts" / f"{split}.txt", "one LEMON image path per line")
+        index_file = require_file(root / "txt_scripts" / f"{split}.txt", "one LEMON image path per line")
         parts: dict[str, list[str]] = {}
         contacts = 0
         for listed in read_lines(index_file, "one image path per line"):
             sub = lemon_sub_path(listed, index_file)
             stem = PurePath(sub.name).stem
             what = f"the [{setup.num_vertices}] SMPL-H contact array of {listed!r} ({index_file.name})"
-            contact_file = require_input(root / "smplh_contact_pkl" / sub.parent / f"{stem}.pkl", what)
+            contact_file = require_file(root / "smplh_contact_pkl" / sub.parent / f"{stem}.pkl", what)
             ids = dense_contact(load_pickle(contact_file, what), setup.num_vertices, contact_file, "the contact array")
             parts[stem] = body_parts(ids, setup.segmentation)
             contacts += len(ids) > 0

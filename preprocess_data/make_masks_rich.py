@@ -43,7 +43,7 @@ import numpy as np
 from preprocess_data.datagen_common import (HumanSetup, add_common_arguments, add_human_arguments, body_parts, cli,
                                             configure_logging, dataset_dir_of, dense_contact, directory_listing,
                                             format_error, human_mask_job, human_setup_from_args, init_human_worker,
-                                            pending_human_outputs, require_input, run_jobs, write_bytes, write_image,
+                                            pending_human_outputs, require_file, run_jobs, write_bytes, write_image,
                                             write_npz, write_pickle_if_changed)
 from utils.body_models import load_pickle_without_chumpy
 
@@ -72,7 +72,7 @@ def _record_fields(path: Path) -> dict[str, Any]:
         except ValueError as err:
             raise format_error(f"{path}: cannot read {RECORD_WHAT}: {err}") from err
     try:
-        value = load_pickle_without_chumpy(require_input(path, RECORD_WHAT))
+        value = load_pickle_without_chumpy(require_file(path, RECORD_WHAT))
     except (OSError, ValueError, EOFError, pickle.UnpicklingError) as err:
         raise format_error(f"{path}: cannot read {RECORD_WHAT}: {err}") from err
     if not isinstance(value, dict):
@@ -111,7 +111,7 @@ def read_frame(path: Path, num_vertices: int) -> Frame:
 
 def _load_frame_image(frame: Frame) -> np.ndarray:
     if frame.image_path is not None:
-        require_input(frame.image_path, f"the frame image of {frame.record}")
+        require_file(frame.image_path, f"the frame image of {frame.record}")
         image = cv2.imread(str(frame.image_path), cv2.IMREAD_COLOR)  # EXIF orientation applied, alpha dropped
         if image is None:
             raise format_error(f"{frame.image_path}: not a readable image (the frame of {frame.record})")
@@ -186,10 +186,10 @@ def convert_bstro_tsv(label_tsv: Path, out_dir: Path, *, image_tsv: Path | None 
                       image_root: Path | None = None) -> int:
     """BSTRO/METRO label TSV (+ image TSV or image root) → one ``.npz`` record per frame in ``out_dir``; returns the
     number of records written (existing ones are kept)."""
-    require_input(label_tsv, "BSTRO label lines 'imgname<TAB>contact json'")
+    require_file(label_tsv, "BSTRO label lines 'imgname<TAB>contact json'")
     if image_tsv is None and image_root is None:
         raise ValueError(f"{label_tsv}: give --image-tsv or --image-root so the frames can be found")
-    offsets = _tsv_offsets(require_input(image_tsv, "METRO image lines 'imgname<TAB>base64'")) if image_tsv else {}
+    offsets = _tsv_offsets(require_file(image_tsv, "METRO image lines 'imgname<TAB>base64'")) if image_tsv else {}
     written = 0
     image_handle = open(image_tsv, "rb") if image_tsv else None
     try:
@@ -217,7 +217,7 @@ def convert_bstro_tsv(label_tsv: Path, out_dir: Path, *, image_tsv: Path | None 
                     write_bytes(out_dir / image_rel, base64.b64decode(encoded))
                     image = str(image_rel)
                 else:
-                    image = str(require_input(Path(image_root) / imgname, f"the frame of {label_tsv}:{line_no}"))
+                    image = str(require_file(Path(image_root) / imgname, f"the frame of {label_tsv}:{line_no}"))
                 write_npz(record, contact=(contact >= 0.5).astype(np.uint8), image=np.array(image),
                           key=np.array(f"{stem}{suffix}"))
                 written += 1

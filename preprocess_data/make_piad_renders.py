@@ -52,7 +52,7 @@ from typing import Any, Callable
 import numpy as np
 
 from preprocess_data.datagen_common import (add_common_arguments, cli, configure_logging, dataset_dir_of,
-                                            directory_listing, format_error, require_input, run_jobs, write_npz,
+                                            directory_listing, format_error, require_file, run_jobs, write_npz,
                                             write_pickle_if_changed, write_png)
 from utils.geometry.cameras import ViewSpec
 from utils.geometry.views import ViewSet, get_view_set
@@ -92,7 +92,7 @@ class PointSource:
     def point_object(self, path: Path) -> str:
         """Object of a point file: PIAD's ``<ObjName>`` column, LEMON's file-name prefix."""
         if self.leading_columns >= 2:
-            with open(require_input(path, "a point-cloud text file"), encoding="utf-8") as handle:
+            with open(require_file(path, "a point-cloud text file"), encoding="utf-8") as handle:
                 tokens = handle.readline().split()
             if len(tokens) < 2:
                 raise format_error(f"{path}: expected lines \"<id> <ObjName> x y z …\"")
@@ -186,7 +186,7 @@ def build_lookup(source: PointSource, images: list[str], points: list[str] | Non
         by_object: dict[str, list[tuple[str, Path]]] = {}
         for listed in dict.fromkeys(points):
             path = source.point_path(listed)
-            require_input(path, f"a point-cloud text file listed in {source.point_list}")
+            require_file(path, f"a point-cloud text file listed in {source.point_list}")
             by_object.setdefault(table.object_of(path), []).append((listed, path))
         lookup = {}
         for image in images:
@@ -204,7 +204,7 @@ def render_requests(source: PointSource, lookup_mode: str,
     """``{point file: {(render dir, affordance column)}}`` needed by the readers of this source, plus statistics."""
     from datasets.io import expect_type, load_pickle, read_lines
 
-    images = read_lines(require_input(source.image_list, "one image path per line"), "one image path per line")
+    images = read_lines(require_file(source.image_list, "one image path per line"), "one image path per line")
     points = read_lines(source.point_list, "one point-cloud path per line") if source.point_list.is_file() else None
     table = PointTable(source)
     stats: dict[str, Any] = {"images": len(images)}
@@ -220,7 +220,7 @@ def render_requests(source: PointSource, lookup_mode: str,
     aligned = points is not None and len(points) == len(images)
     if aligned:
         for (listed, obj, column), point in zip(pairs, points):
-            path = require_input(source.point_path(point), f"the point cloud of {listed!r} ({source.point_list})")
+            path = require_file(source.point_path(point), f"the point cloud of {listed!r} ({source.point_list})")
             requests.setdefault(path, set()).add((str(source.render_root / obj / source.affordances[column]), column))
     stats["aligned_pairs"] = len(images) if aligned else 0
 
@@ -273,7 +273,7 @@ def read_points(path: Path, leading_columns: int, num_affordances: int) -> tuple
     into the workers)."""
     columns = range(leading_columns, leading_columns + 3 + num_affordances)
     try:
-        values = np.loadtxt(require_input(path, "a point-cloud text file"), usecols=columns, dtype=np.float64, ndmin=2)
+        values = np.loadtxt(require_file(path, "a point-cloud text file"), usecols=columns, dtype=np.float64, ndmin=2)
     except (ValueError, IndexError) as err:
         raise format_error(f"{path}: expected lines of {leading_columns} leading tokens, x y z and {num_affordances} "
                            f"affordance values: {err}") from err
@@ -372,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if settings is None:
         settings = [s for s in PIAD_SETTINGS if (dataset_dir / f"piad_ocontact_{s}").is_dir()]
         if not settings:
-            require_input(dataset_dir / "piad_ocontact_seen" / f"Img_{args.splits[0]}.txt",
+            require_file(dataset_dir / "piad_ocontact_seen" / f"Img_{args.splits[0]}.txt",
                           "the PIAD image list (the release unpacked as piad_ocontact_seen/ or piad_ocontact_unseen/)")
     sources = [piad_source(dataset_dir, setting, split, render_folder) for setting in settings for split in args.splits]
     summary = run_sources(sources, view_set=view_set, size=args.size, radius=args.radius, distance=args.render_distance,

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from preprocess_data.datagen_common import (add_common_arguments, cli, configure_logging, dataset_dir_of,
-                                            directory_listing, format_error, require_input, run_jobs, write_npz,
+                                            directory_listing, format_error, require_file, run_jobs, write_npz,
                                             write_pickle_if_changed, write_png)
 from utils.geometry.views import get_view_set
 
@@ -87,7 +87,7 @@ def object_contact_entries(data: Any) -> list[list]:
 def contact_vertex_ids(json_path: Path, faces: np.ndarray, num_vertices: int, face_index_base: int = 0) -> np.ndarray:
     """Union of the vertices of the object's contact triangles (sorted int64 ids)."""
     try:
-        data = json.loads(require_input(json_path, "PICO contact annotations (JSON)").read_text(encoding="utf-8"))
+        data = json.loads(require_file(json_path, "PICO contact annotations (JSON)").read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise format_error(f"{json_path}: cannot read PICO contact annotations: {err}") from err
     entries = object_contact_entries(data)

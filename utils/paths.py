@@ -19,3 +19,14 @@ def default_data_dir() -> Path:
 
 def default_models_dir() -> Path:
     return REPO_ROOT / "trained_models"
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    """The path of a required file, or a ``FileNotFoundError`` that names it and what it should hold.
+
+    Lives here (no torch import) so the dataset readers and the datagen worker processes share it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: expected {what}")
+    return path
