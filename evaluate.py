@@ -3,11 +3,13 @@
     python evaluate.py --model-dir trained_models/interactvlm-tiny-synthcontact --dataset synthcontact_hcontact --split test
     python evaluate.py --model-dir DIR --dataset damon_hcontact --split test --metrics interactvlm   # the original's formulas
     python evaluate.py --baseline prior --baseline-path trained_models/baselines/prior_synthcontact.npz ...
+    python evaluate.py --model-dir trained_models/interactvlm-tiny-2d-synthcontact --dataset synthcontact_h2dcontact
     deepspeed --num_gpus 4 evaluate.py --model-dir DIR ...                                          # data-parallel
 
 Default mode is ``generate`` (the model writes its own answer, as at test time); ``--mode forward`` feeds the ground
 truth answer (LISA-style, optimistic). Writes ``results.json``, ``results.md``, per-object F1 bars, a
-precision-recall curve and a few qualitative renders under ``--output-dir``.
+precision-recall curve and a few qualitative renders under ``--output-dir``. A 2D model (``h2dcontact``) is scored
+on the photo's pixels: DECO's per-image P/R/F1 rules on pixels, gIoU and cIoU.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from utils.paths import REPO_ROOT
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, help="model directory (trained_models/<name>)")
-    parser.add_argument("--baseline", choices=["prior", "direct"], default=None, help="evaluate a baseline instead")
+    parser.add_argument("--baseline", choices=["prior", "direct", "prior2d"], default=None,
+                        help="evaluate a baseline instead (prior2d: the 2D mask prior, for h2dcontact datasets)")
     parser.add_argument("--baseline-path", type=Path, default=None)
     parser.add_argument("--dataset", default="synthcontact_hcontact", help="reader name, see datasets/registry.py")
     parser.add_argument("--split", default="test")
@@ -35,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=["generate", "forward"], default="generate")
     parser.add_argument("--metrics", choices=["deco", "interactvlm"], default="deco")
     parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--mask-size", type=int, default=256, help="2D baseline: longest side of the masks scored "
+                        "(a model uses its own config.mask_size)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-samples", type=int, default=None)
     parser.add_argument("--geodesic", default="auto", help="'auto' (computed on the template and cached), a .npy path, or 'none'")
@@ -89,7 +94,8 @@ def predict_model(args, dataset, model, tokenizer, indices: list[int]):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             pairs = predict_dataset(model, tokenizer, Subset(), batch_size=args.batch_size, progress=is_main_process())
-        return [(s, p.vertex_probs.float().cpu().numpy(), p.mask_logits.float().cpu().numpy(), p.found_seg) for s, p in pairs]
+        return [(s, None if p.vertex_probs is None else p.vertex_probs.float().cpu().numpy(),
+                 p.mask_logits.float().cpu().numpy(), p.found_seg) for s, p in pairs]
     from datasets.collate import Collator
     from utils.training import model_inputs
 
@@ -104,7 +110,10 @@ def predict_model(args, dataset, model, tokenizer, indices: list[int]):
                 first.setdefault(b, k)
             for b, sample in enumerate(samples):
                 k = first.get(b)
-                probs = out.vertex_probs[k].float().cpu().numpy() if k is not None else np.zeros(len(sample["vertex_labels"]))
+                if sample["vertex_labels"] is None:  # 2D: the mask is the prediction
+                    probs = None
+                else:
+                    probs = out.vertex_probs[k].float().cpu().numpy() if k is not None else np.zeros(len(sample["vertex_labels"]))
                 masks = out.mask_logits[k].float().cpu().numpy() if k is not None else None
                 results.append((sample, probs, masks, k is not None))
     return results
@@ -116,6 +125,62 @@ def gather(items: list) -> list:
     everything = [None] * world_size()
     torch.distributed.all_gather_object(everything, items)
     return [x for part in everything for x in part]
+
+
+def evaluate_2d(args, model=None, tokenizer=None, baseline=None) -> dict:
+    """A 2D model (or the 2D baseline) on a 2D dataset (masks on the photo, aspect kept, longest side ``mask_size``)."""
+    import cv2
+
+    from datasets.registry import build_dataset
+    from utils.evaluation import photo_contact_report, write_report
+    from utils.training import check_model_kind
+
+    config = model.config if model is not None else None
+    mask_size = config.mask_size if config is not None else args.mask_size
+    dataset = build_dataset(args.dataset, args.dataset_dir, args.split, mask_size=mask_size, training=False,
+                            question_type=config.question_type if config is not None else None)
+    if getattr(dataset, "task", "") != "h2dcontact":
+        raise SystemExit(f"{args.dataset} is not a 2D dataset (masks on the photo); use e.g. synthcontact_h2dcontact")
+    indices = list(range(len(dataset) if args.max_samples is None else min(args.max_samples, len(dataset))))
+    if model is not None:
+        check_model_kind(model, "image")
+        results = predict_model(args, dataset, model, tokenizer, _shard(indices))
+        method = args.model_dir.name
+    else:
+        results = baseline.predict(dataset, _shard(indices), batch_size=args.batch_size)
+        method = f"baseline-{args.baseline}"
+    empty = lambda s: np.full(np.shape(s["masks"])[-2:], -np.inf, np.float32)  # noqa: E731 - no seg token: no contact
+    rows = gather([(s["image_path"], s["class_name"], m[0] if m is not None else empty(s), s["masks"][0], found, s)
+                   for s, _, m, found in results])
+    if not is_main_process():
+        return {}
+    output_dir = args.output_dir or REPO_ROOT / "runs" / f"eval_{method}" / f"{args.dataset}_{args.split}"
+    report = photo_contact_report([r[:4] for r in rows], threshold=args.threshold)
+    report.update(method=method, title=f"{method} on {args.dataset}/{args.split} ({args.mode}, pixels)", mode=args.mode,
+                  seg_rate=float(np.mean([r[4] for r in rows])))
+    paths = write_report(report, output_dir)
+    for i, (_, _, pred, gt, _, sample) in enumerate(rows[: args.qualitative]):
+        panel = photo_panel(sample["image"], pred, gt, args.threshold)
+        cv2.imwrite(str(output_dir / f"qualitative_{i:02d}.jpg"), panel[..., ::-1])
+    m = report["semantic"]["overall"]
+    print(f"{report['title']}: pixel F1 {m['f1']:.3f} P {m['precision']:.3f} R {m['recall']:.3f} gIoU {m['giou']:.3f} "
+          f"cIoU {m['ciou']:.3f} | {report['num_samples']} samples, seg rate {report['seg_rate']:.2f}")
+    print(f"wrote {paths['json']}")
+    return report
+
+
+def photo_panel(image: np.ndarray, pred_logits: np.ndarray, gt: np.ndarray, threshold: float) -> np.ndarray:
+    """Photo | prediction (red) | ground truth (green), at the mask's size."""
+    import cv2
+
+    from utils.demo_outputs import photo_overlay
+
+    height, width = gt.shape
+    photo = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    probs = 1.0 / (1.0 + np.exp(-np.clip(pred_logits, -60, 60)))
+    truth = photo.copy()
+    truth[gt == 1] = (0.4 * truth[gt == 1] + 0.6 * np.array([40, 170, 60])).astype(np.uint8)
+    return np.concatenate([photo, photo_overlay(photo, probs, threshold), truth], axis=1)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -136,12 +201,16 @@ def main(argv: list[str] | None = None) -> dict:
         from model.io import load_interactvlm
 
         model, tokenizer = load_interactvlm(args.model_dir, device=device)
+        if model.config.contact_2d:
+            return evaluate_2d(args, model, tokenizer)
         config, template = model.config, model.template("human")
         method = args.model_dir.name
     else:
         from model.baselines import load_baseline
 
         baseline = load_baseline(args.baseline, args.baseline_path, device=device)
+        if args.baseline == "prior2d":
+            return evaluate_2d(args, baseline=baseline)
         config, template = baseline.config, baseline.template
         method = f"baseline-{args.baseline}"
     dataset = build_dataset(args.dataset, args.dataset_dir, args.split, view_set=config.human_view_set,

@@ -12,8 +12,9 @@ Modes: hcontact, hcontact-wScene, h2dcontact (2D model only), oafford, ocontact,
 Outputs go to ``--output-dir`` (default ``outputs/demo/<mode>``), one folder per sample, never into the input.
 Exit status: 0 when every input succeeded, 1 when some failed (they are listed at the end), 2 when nothing could run.
 
-The bundled model ``trained_models/interactvlm-tiny-synthcontact`` is trained on synthetic data only; on real
-photos it exercises the pipeline, it does not give meaningful contact.
+The bundled models ``trained_models/interactvlm-tiny-synthcontact`` (3D) and ``interactvlm-tiny-2d-synthcontact``
+(2D, mode h2dcontact) are trained on synthetic data only; on real photos they exercise the pipeline, they do not
+give meaningful contact.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from utils.demo_outputs import write_json, write_npz, write_output_readme, write
 from utils.paths import REPO_ROOT
 
 DEFAULT_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact"
+DEFAULT_2D_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-2d-synthcontact"  # h2dcontact's default
 DEFAULT_INPUT = REPO_ROOT / "data" / "demo_samples"
 DEFAULT_OBJECT_INPUT = DEFAULT_INPUT / "object_samples.json"  # the object modes need samples with a mesh
 
@@ -52,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--smooth", type=int, default=0, help="video: temporal smoothing over K frames (0/1: off)")
     parser.add_argument("--smooth-method", choices=["window", "ema"], default="window",
                         help="window: centred moving average over K frames; ema: alpha = 2/(K+1)")
-    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help=f"model directory (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", type=Path, default=None,
+                        help=f"model directory (default {DEFAULT_MODEL}; h2dcontact: {DEFAULT_2D_MODEL})")
     parser.add_argument("--output-dir", type=Path, default=None, help="default <repo>/outputs/demo/<mode>")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
@@ -110,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if args.smooth > 1 and not args.video_frames:
         raise DemoError("--smooth smooths over video frames: add --video-frames (the input is then one video's frames)")
     output_dir = (args.output_dir or REPO_ROOT / "outputs" / "demo" / mode.name).expanduser()
+    if args.model is None:
+        args.model = DEFAULT_2D_MODEL if mode.two_d else DEFAULT_MODEL
     forced = None if args.object else mode.forced_object
     if args.input is None:
         args.input = DEFAULT_OBJECT_INPUT if mode.needs_mesh else DEFAULT_INPUT
@@ -124,8 +129,9 @@ def run(args: argparse.Namespace) -> int:
                             "writes into its input (choose another --output-dir)")
     if not (Path(args.model) / "config.json").is_file():
         raise DemoError(
-            f"model directory {args.model} not found (no config.json). The bundled model "
-            "trained_models/interactvlm-tiny-synthcontact is made by `bash scripts/run_train.sh synth-tiny`; "
+            f"model directory {args.model} not found (no config.json). The bundled "
+            "models trained_models/interactvlm-tiny-synthcontact (3D) and interactvlm-tiny-2d-synthcontact (2D) are "
+            "made by `bash scripts/run_train.sh synth-tiny` / `synth-tiny-2d`; "
             "for other models see trained_models/README.md, or pass --model DIR")
     _check_output_dir(output_dir)
 
@@ -169,10 +175,11 @@ def run(args: argparse.Namespace) -> int:
     def finish_sample(payload, smoothed: dict[str, np.ndarray] | None) -> None:
         job, parts, photo, info = payload
         extra = {}
-        raw = {p.kind: p.vertex_probs for p in parts}
+        raw = {p.kind: p.values for p in parts}
         if smoothed is not None:
             for p in parts:
-                extra["pred_contact_3d_raw" if p is parts[0] else f"pred_contact_3d_{p.kind}_raw"] = p.vertex_probs
+                key = "pred_contact_2d" if p.on_photo else "pred_contact_3d"
+                extra[f"{key}_raw" if p is parts[0] else f"{key}_{p.kind}_raw"] = p.values
                 p.vertex_probs = smoothed[f"{p.kind}:vertex"]
                 p.mask_probs = smoothed[f"{p.kind}:mask"]
             info = dict(info, temporal_smoothing={"frames": args.smooth, "method": args.smooth_method})
@@ -189,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
             return
         report.ok.append(job.sample)
         if args.video_frames:
-            video_rows.append((job.sample, raw, {p.kind: p.vertex_probs for p in parts}))
+            video_rows.append((job.sample, raw, {p.kind: p.values for p in parts}))
 
     def handle(payload) -> None:
         if smoother is None:
@@ -274,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
             finish_sample(ready, smoothed)
     progress.close()
     if args.video_frames and video_rows:
-        _write_video_npz(output_dir, args, mode.name, video_rows, report)
+        _write_video_npz(output_dir, args, mode.name, video_rows, report, "pred_contact_2d" if mode.two_d else "pred_contact_3d")
     return _finish(report, output_dir, mode.name)
 
 
@@ -291,13 +298,14 @@ def _sample_info(base: dict, item, loaded, job: Job, notes: list[str]) -> dict:
     return info
 
 
-def _write_video_npz(output_dir: Path, args, mode: str, rows, report: RunReport) -> None:
-    """All frames of the video in one file: ``pred_contact_3d`` [T, N] (smoothed when --smooth) and the raw values."""
+def _write_video_npz(output_dir: Path, args, mode: str, rows, report: RunReport, prefix: str) -> None:
+    """All frames of the video in one file: ``pred_contact_3d`` [T, N] (2D models: ``pred_contact_2d`` [T, H, W]),
+    smoothed when --smooth, and the raw values."""
     kinds = list(rows[0][1])
     arrays = {"frames": np.array([r[0] for r in rows]), "smooth": np.int32(args.smooth),
               "smooth_method": np.array(args.smooth_method), "threshold": np.float32(args.threshold)}
     for i, kind in enumerate(kinds):
-        key = "pred_contact_3d" if i == 0 else f"pred_contact_3d_{kind}"
+        key = prefix if i == 0 else f"{prefix}_{kind}"
         arrays[key] = np.stack([r[2][kind] for r in rows]).astype(np.float32)
         arrays[key + "_raw"] = np.stack([r[1][kind] for r in rows]).astype(np.float32)
     try:

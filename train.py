@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     if hasattr(model, "enable_input_require_grads") and recipe.use_lora:
         model.enable_input_require_grads()
     counts = trainable_summary(model)
-    human_valid = model.template("human").valid.cpu().numpy()
+    human_valid = None if model.config.contact_2d else model.template("human").valid.cpu().numpy()
     train_data, collator = build_training_data(recipe, args.dataset_dir, tokenizer, model.config, human_valid)
     val_sets = [] if args.no_eval else build_validation_data(recipe, args.dataset_dir, model.config, human_valid)
 

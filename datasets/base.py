@@ -81,7 +81,8 @@ class ContactDataset(torch.utils.data.Dataset):
         seed: base of the per-sample RNG; :meth:`set_epoch` supplies the epoch.
         training: random templates + dropout when True; the first (inference) template when False.
             Default: ``split == "train"``.
-        mask_size: resize masks (nearest) to this size when reading; ``None`` keeps the files' size.
+        mask_size: resize masks (nearest) to this size when reading (2D masks: their longest side, keeping the
+            photo's aspect ratio); ``None`` keeps the files' size.
         valid_mask: the human template's valid region, ``[V, H, W]`` bool or a template folder (ours or an official
             ``hcontact_vitruvian``); pixels outside become −1. ``None`` = every pixel valid (no ignore region).
         load_masks: read the label PNGs (False for readers used only for their text / vertex labels).
@@ -219,7 +220,7 @@ class ContactDataset(torch.utils.data.Dataset):
             raise DatasetFormatError(f"{record.mask_paths[0].parent}: the views' masks differ in size ({detail})")
         stack = np.stack(masks)
         if self.mask_size is not None:
-            stack = resize_nearest(stack, (self.mask_size, self.mask_size))
+            stack = resize_nearest(stack, self.mask_shape(stack.shape[-2:]))
         valid = self._valid_region(record, stack.shape[-2:])
         if valid is not None:
             if valid.shape != stack.shape:
@@ -228,6 +229,10 @@ class ContactDataset(torch.utils.data.Dataset):
                 )
             stack = np.where(valid, stack, np.float32(-1.0)).astype(np.float32)
         return stack
+
+    def mask_shape(self, file_shape: tuple[int, int]) -> tuple[int, int]:
+        """Training size of masks read at ``file_shape``: square ``mask_size`` (template renders are square)."""
+        return (self.mask_size, self.mask_size)
 
     def _valid_region(self, record: Record, size: tuple[int, int]) -> np.ndarray | None:
         if record.render_paths:

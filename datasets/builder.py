@@ -14,12 +14,13 @@ from utils.distributed import world_size
 from utils.recipes import DataSource, Recipe
 
 HUMAN_READERS = ("damon_hcontact", "synthcontact_hcontact", "lemon_hcontact", "rich_hcontact")
+HUMAN_2D_READERS = ("damon_h2dcontact", "synthcontact_h2dcontact")  # masks on the photo: no template, no valid region
 OBJECT_READERS = ("piad_oafford", "piad_unseen_oafford", "lemon_oafford", "pico_ocontact")
 
 
 def _options(source: DataSource, recipe: Recipe, config, human_valid: np.ndarray | None, training: bool) -> dict:
     options = {"seed": recipe.seed, "training": training, "token_type": config.token_type, "mask_size": config.mask_size,
-               "question_type": config.question_type if source.name in HUMAN_READERS else None,
+               "question_type": config.question_type if source.name in HUMAN_READERS + HUMAN_2D_READERS else None,
                "body_part_dropout": recipe.body_part_dropout if training else 0.0}
     if source.name in HUMAN_READERS:
         options.update(view_set=config.human_view_set, valid_mask=human_valid)

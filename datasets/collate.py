@@ -57,7 +57,9 @@ class Collator:
 
     Returns a dict with ``input_ids``, ``attention_mask``, ``labels`` (``[B, L]`` long), ``clip_pixel_values``
     (``[B, 3, s, s]``), per-sample lists ``tasks``, ``templates``, ``masks`` (float32 ``[V, M, M]`` tensors at
-    ``config.mask_size`` or None), ``vertex_labels`` (tensors or None), ``image_paths``, ``class_names``,
+    ``config.mask_size``, 2D masks ``[1, h, w]`` at the size the dataset gave them, or None), ``photos`` (for 2D
+    samples, template ``"image"``: the photo's SAM input ``(pixel_values [1, 3, S, S], resized (h, w), mask (h, w))``
+    built here, in the loader workers; None otherwise), ``vertex_labels`` (tensors or None), ``image_paths``, ``class_names``,
     ``datasets``, ``questions``, ``answers``, ``generation_prompts`` (first question ending at ``ASSISTANT:``) and
     ``num_seg_tokens`` (``[B]``: seg tokens left in each sequence, = the number of mask predictions it yields).
 
@@ -73,6 +75,7 @@ class Collator:
         self.image_tokens = int(config.image_seq_length)
         self.clip_size = int(config.vlm_config.vision_config.image_size)
         self.mask_size = int(config.mask_size)
+        self.sam_image_size = int(config.sam_image_size)
         self.use_im_start_end = bool(config.use_im_start_end)
         self.max_length = int(max_length or tokenizer.model_max_length)
         if tokenizer.pad_token_id is None or tokenizer.bos_token_id is None:
@@ -132,12 +135,20 @@ class Collator:
             tensor = F.interpolate(tensor[None], size=(self.mask_size, self.mask_size), mode="nearest")[0]
         return tensor
 
+    def photo_input(self, sample: dict[str, Any], masks: torch.Tensor | None) -> tuple[torch.Tensor, tuple, tuple]:
+        """SAM input of a 2D sample; its masks come back at the target's size (else the photo's)."""
+        from model.sam import sam_preprocess
+
+        pixel_values, sizes = sam_preprocess([sample["image"]], self.sam_image_size)
+        mask_size = tuple(masks.shape[-2:]) if masks is not None else tuple(sample["image"].shape[:2])
+        return pixel_values, sizes[0], mask_size
+
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         from model.interactvlm import clip_preprocess
 
         if not samples:
             raise ValueError("cannot collate an empty batch")
-        all_ids, all_labels, masks, vertex_labels, num_seg = [], [], [], [], []
+        all_ids, all_labels, masks, vertex_labels, num_seg, photos = [], [], [], [], [], []
         for sample in samples:
             turns = sample.get("conversation") or [(sample["question"], sample["answer"])]
             ids, labels = self.encode(turns)
@@ -150,7 +161,14 @@ class Collator:
             all_ids.append(ids)
             all_labels.append(labels)
             num_seg.append(sum(ids.count(t) for t in self.seg_token_ids))
-            masks.append(None if sample_masks is None else self.resize_masks(sample_masks))
+            on_photo = sample.get("template") == "image"
+            if sample_masks is None:
+                masks.append(None)
+            elif on_photo:  # photo frame, aspect kept by the dataset: never squared
+                masks.append(torch.as_tensor(np.asarray(sample_masks, dtype=np.float32)).reshape(-1, *np.shape(sample_masks)[-2:]))
+            else:
+                masks.append(self.resize_masks(sample_masks))
+            photos.append(self.photo_input(sample, masks[-1]) if on_photo else None)
             vertex_labels.append(None if sample_vertices is None else torch.as_tensor(np.asarray(sample_vertices, dtype=np.float32)))
 
         width = max(len(ids) for ids in all_ids)
@@ -171,6 +189,7 @@ class Collator:
             "tasks": [s["task"] for s in samples],
             "templates": [s.get("template") for s in samples],
             "masks": masks,
+            "photos": photos,
             "vertex_labels": vertex_labels,
             "image_paths": [s["image_path"] for s in samples],
             "class_names": [s.get("class_name", "") for s in samples],

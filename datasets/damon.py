@@ -235,6 +235,24 @@ class Damon2DDataset(DamonDataset):
     def template_name(self) -> str:
         return "image"
 
+    def read_masks(self, record: Record) -> np.ndarray:
+        """The mask must cover the photo pixel for pixel (checked on the file sizes, before any resizing)."""
+        from PIL import Image
+
+        with Image.open(record.image_path) as image:
+            width, height = image.size
+        with Image.open(record.mask_paths[0]) as mask:
+            if mask.size != (width, height):
+                raise DatasetFormatError(f"{record.mask_paths[0]}: mask is {mask.size[0]}x{mask.size[1]} but the photo "
+                                         f"{record.image_path} is {width}x{height}; 2D contact masks must match it")
+        return super().read_masks(record)
+
+    def mask_shape(self, file_shape: tuple[int, int]) -> tuple[int, int]:
+        """Longest side ``mask_size``, aspect ratio kept: the mask stays aligned with the photo SAM sees."""
+        height, width = file_shape
+        scale = self.mask_size / max(height, width)
+        return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
+
     def num_views(self) -> int:
         return 1
 

@@ -17,6 +17,7 @@ READERS: dict[str, tuple[Callable[..., ContactDataset], dict[str, Any]]] = {
     "damon_hcontact": (DamonDataset, {"root_name": "damon"}),
     "damon_h2dcontact": (Damon2DDataset, {"root_name": "damon"}),
     "synthcontact_hcontact": (DamonDataset, {"root_name": "synthcontact", "num_vertices": 6997}),
+    "synthcontact_h2dcontact": (Damon2DDataset, {"root_name": "synthcontact", "num_vertices": 6997}),
     "lemon_hcontact": (LemonHumanDataset, {}),
     "rich_hcontact": (RichDataset, {}),
     "piad_oafford": (PiadDataset, {"setting": "seen"}),

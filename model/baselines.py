@@ -3,10 +3,13 @@
 * ``prior`` — per-vertex contact frequency per object class (global frequency for unseen classes); its decision
   threshold is calibrated on the training set (maximum mean F1) and folded into the output so that 0.5 applies;
 * ``direct`` — a DECO-style classifier: the tiny preset's CLIP vision tower (same architecture, trained from
-  scratch like the model's) + a learned object-name embedding → MLP → one logit per vertex.
+  scratch like the model's) + a learned object-name embedding → MLP → one logit per vertex;
+* ``prior2d`` — for 2D models: the mean contact mask per object class in normalised photo coordinates (where in the
+  picture contact with a chair usually is), threshold calibrated on the training set like ``prior``.
 
     python -m model.baselines train --kind prior  --dataset-dir data --output trained_models/baselines/prior.npz
     python -m model.baselines train --kind direct --dataset-dir data --output trained_models/baselines/direct.safetensors --minutes 10
+    python -m model.baselines train --kind prior2d --dataset synthcontact_h2dcontact --output trained_models/baselines/prior2d.npz
 """
 
 from __future__ import annotations
@@ -72,6 +75,56 @@ class FrequencyPrior:
             return cls(dict(zip([str(n) for n in data["names"]], data["priors"])), data["global_prior"], float(data["threshold"]))
 
 
+PRIOR_2D_GRID = 64  # the 2D prior's resolution in normalised photo coordinates
+
+
+def _resize(mask: np.ndarray, shape: tuple[int, int], interpolation: str = "area") -> np.ndarray:
+    import cv2
+
+    flag = cv2.INTER_AREA if interpolation == "area" else cv2.INTER_LINEAR
+    return cv2.resize(np.asarray(mask, np.float32), (int(shape[1]), int(shape[0])), interpolation=flag)
+
+
+@dataclass
+class MaskPrior:
+    """Per-class mean 2D contact mask on a ``PRIOR_2D_GRID``² grid spanning the photo (its aspect ratio ignored)."""
+
+    per_class: dict[str, np.ndarray]
+    global_prior: np.ndarray
+    threshold: float
+
+    def __call__(self, class_name: str, shape: tuple[int, int]) -> np.ndarray:
+        """Contact probability per pixel of a ``shape`` mask, scaled so that 0.5 is the calibrated threshold."""
+        prior = _resize(self.per_class.get(class_name, self.global_prior), shape, "linear")
+        return np.clip(prior * (0.5 / self.threshold), 0.0, 1.0)
+
+    @classmethod
+    def fit(cls, names: list[str], masks: list[np.ndarray]) -> "MaskPrior":
+        from utils.metrics import pixel_contact_metrics
+
+        grid = (PRIOR_2D_GRID, PRIOR_2D_GRID)
+        small = np.stack([_resize(m == 1, grid) for m in masks])
+        per_class = {n: small[[i for i, m in enumerate(names) if m == n]].mean(axis=0) for n in sorted(set(names))}
+        raw = [_resize(per_class[n], m.shape, "linear") for n, m in zip(names, masks)]
+        logits = [np.log(np.clip(r, 1e-6, 1 - 1e-6) / np.clip(1 - r, 1e-6, 1)) for r in raw]
+        thresholds = np.geomspace(0.005, 0.5, 25)
+        scores = {float(t): pixel_contact_metrics(logits, masks, threshold=float(t))["f1"] for t in thresholds}
+        best = max(scores, key=scores.get)
+        return cls(per_class, small.mean(axis=0), best)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, names=np.array(list(self.per_class)), priors=np.stack(list(self.per_class.values())),
+                            global_prior=self.global_prior, threshold=self.threshold, kind=np.array("prior2d"))
+
+    @classmethod
+    def load(cls, path: Path) -> "MaskPrior":
+        with np.load(path) as data:
+            if str(data.get("kind", "")) != "prior2d":
+                raise ValueError(f"{path} is not a 2D mask prior (train one with `--kind prior2d`)")
+            return cls(dict(zip([str(n) for n in data["names"]], data["priors"])), data["global_prior"], float(data["threshold"]))
+
+
 class DirectVertexClassifier(nn.Module):
     """Image + object name → per-vertex contact logits, without language model, SAM or lifting."""
 
@@ -105,6 +158,11 @@ class Baseline:
         results = []
         for start in range(0, len(indices), batch_size):
             samples = [dataset[i] for i in indices[start: start + batch_size]]
+            if self.kind == "prior2d":  # (sample, no vertices, mask logits [1, h, w], found)
+                for s in samples:
+                    p = np.clip(self.predictor(s["class_name"], np.shape(s["masks"])[-2:]), 1e-6, 1 - 1e-6)
+                    results.append((s, None, np.log(p / (1 - p))[None].astype(np.float32), True))
+                continue
             if self.kind == "prior":
                 probs = [self.predictor(s["class_name"]) for s in samples]
             else:
@@ -124,9 +182,11 @@ def load_baseline(kind: str, path: Path, device: str = "cpu", dataset_dir: Path 
     from utils.paths import REPO_ROOT
 
     config = build_config("tiny")
-    template = _template(dataset_dir or REPO_ROOT / "data", config)
     if path is None or not Path(path).is_file():
         raise FileNotFoundError(f"baseline file not found: {path} (train it with `python -m model.baselines train`)")
+    if kind == "prior2d":
+        return Baseline(kind, MaskPrior.load(Path(path)), config, None)
+    template = _template(dataset_dir or REPO_ROOT / "data", config)
     if kind == "prior":
         return Baseline(kind, FrequencyPrior.load(Path(path)), config, template)
     from safetensors.torch import load_file
@@ -176,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["train"])
-    parser.add_argument("--kind", choices=["prior", "direct"], required=True)
+    parser.add_argument("--kind", choices=["prior", "direct", "prior2d"], required=True)
     parser.add_argument("--dataset-dir", type=Path, default=REPO_ROOT / "data")
     parser.add_argument("--dataset", default="synthcontact_hcontact")
     parser.add_argument("--output", type=Path, required=True)
@@ -184,8 +244,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="budget in optimizer steps (overrides --minutes)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mask-size", type=int, default=256, help="prior2d: longest side of the masks it is fitted on")
     args = parser.parse_args(argv)
     config = build_config("tiny")
+    if args.kind == "prior2d":
+        from datasets.registry import build_dataset
+
+        train = build_dataset(args.dataset, args.dataset_dir, "train", mask_size=args.mask_size, training=False)
+        names, masks = [], []
+        for i in range(len(train)):
+            sample = train[i]
+            names.append(sample["class_name"])
+            masks.append(sample["masks"][0])
+        prior = MaskPrior.fit(names, masks)
+        prior.save(args.output)
+        print(f"2D prior over {len(prior.per_class)} classes, calibrated threshold {prior.threshold:.3f} → {args.output}")
+        return
     template = _template(args.dataset_dir, config)
     train = _dataset(args.dataset_dir, "train", config, template.valid.cpu().numpy(), args.dataset)
     if args.kind == "prior":

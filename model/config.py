@@ -29,7 +29,9 @@ class InteractVLMConfig(PreTrainedConfig):
         when the tokenizer is attached (checked at load time against the saved tokenizer).
     cam_encoder_type: view conditioning of the [SEG] embedding: ``none``, ``simple`` (added), ``view_index`` or
         ``vi_v1`` (multiplicative per-view gates; every released model).
-    num_views: V, number of rendered views per query.
+    num_views: V, number of rendered views per query (1 for a 2D model).
+    contact_2d: a 2D contact model (the original's ``interactvlm-2d-hcontact``): SAM segments the photo itself,
+        ``num_views`` is 1 and nothing is lifted to vertices; masks come back in the photo's frame.
     per_view_tokens: give view v's decoder only its own view token (new training); ``False`` reproduces the released
         models, where every view's decoder sees all V tokens.
     human_view_set, object_view_set: names in ``utils.geometry.views.VIEW_SETS``.
@@ -41,6 +43,8 @@ class InteractVLMConfig(PreTrainedConfig):
     lora_*: LoRA settings used for training (recorded so a checkpoint documents how it was made).
     train_vision_tower, train_language_model: fully train CLIP / the LM (only the ``tiny`` preset, which has no
         pretrained weights to keep); the full presets keep the original's freezing.
+    train_sam_encoder: train SAM's image encoder too (2D tiny models only: a randomly initialised encoder that
+        sees the photo must learn; 3D templates keep their cached, frozen embeddings).
     """
 
     model_type = "interactvlm"
@@ -63,6 +67,7 @@ class InteractVLMConfig(PreTrainedConfig):
     im_end_token_index: int | None = None
     cam_encoder_type: Literal["none", "simple", "view_index", "vi_v1"] = "vi_v1"
     num_views: int = 4
+    contact_2d: bool = False
     per_view_tokens: bool = False
     human_view_set: str = "4MV-Z_Vitru_mv2"
     object_view_set: str = "4MV-Z_HM_BM"
@@ -84,6 +89,7 @@ class InteractVLMConfig(PreTrainedConfig):
     lora_target_modules: list[str] | None = None
     train_vision_tower: bool = False
     train_language_model: bool = False
+    train_sam_encoder: bool = False
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):

@@ -760,8 +760,15 @@ def load_official(
     cam_encoder: str | None = None,
     token_type: str | None = None,
     dtype: str = "auto",
+    contact_2d: bool = False,
 ) -> tuple[InteractVLMForCausalLM, PreTrainedTokenizerBase, dict]:
-    """Official checkpoint directory → (our model, tokenizer, conversion report). See :func:`convert_official`."""
+    """Official checkpoint directory → (our model, tokenizer, conversion report). See :func:`convert_official`.
+
+    ``contact_2d``: the checkpoint is a 2D model (``interactvlm-2d-hcontact``): SAM segments the photo (V = 1) and
+    there is no human template.
+    """
+    if contact_2d and human_template is not None:
+        raise ConversionError("a 2D model segments the photo itself: it takes no --human-template")
     checkpoint = Path(checkpoint)
     official = read_official_config(checkpoint)
     state, layout = load_weights(checkpoint)
@@ -855,7 +862,10 @@ def load_official(
     body_model = body_model or (base.human_template if base else "smplh")
     if body_model not in BODY_MODEL_FILES:
         raise ConversionError(f"unknown body model {body_model!r}; known: {sorted(BODY_MODEL_FILES)}")
-    num_views = mapped.num_views or int(official.get("multiview_channels") or 4)
+    num_views = mapped.num_views or (1 if contact_2d else int(official.get("multiview_channels") or 4))
+    if contact_2d and num_views != 1:
+        raise ConversionError(f"--contact-2d, but the checkpoint's camera encoder has {num_views} per-view layers (a 2D "
+                              "model has one view: the photo); is this a 3D checkpoint?")
     if official.get("multiview_channels") and mapped.num_views and int(official["multiview_channels"]) != mapped.num_views:
         raise ConversionError(f"config.json multiview_channels={official['multiview_channels']} but the camera encoder "
                               f"has {mapped.num_views} per-view layers")
@@ -865,7 +875,7 @@ def load_official(
         out_dim=_need(sd, "text_hidden_fcs.2.weight", "out_dim").shape[0], token_type=chosen_token_type,
         cam_encoder_type=mapped.cam_encoder_type, num_views=num_views, human_view_set=chosen_view_set,
         human_template=body_model, mask_size=mask_size or (base.mask_size if base else 1024),
-        human_lift_mode="legacy" if legacy_lifting else "soft",
+        human_lift_mode="legacy" if legacy_lifting else "soft", contact_2d=contact_2d,
     )
     if official.get("oC_sam_view_type") in VIEW_SETS:
         values["object_view_set"] = official["oC_sam_view_type"]
@@ -879,7 +889,7 @@ def load_official(
     config = InteractVLMConfig(**values)
     attach_tokenizer(config, tokenizer)
     report.update(preset=values["preset"], token_type=chosen_token_type, view_set={"value": chosen_view_set, "source": view_source},
-                  lift_mode=config.human_lift_mode, dtype=str(target).removeprefix("torch."))
+                  lift_mode=config.human_lift_mode, dtype=str(target).removeprefix("torch."), contact_2d=contact_2d)
 
     # build on the meta device and assign the tensors (no second copy of a 13B model), checking strictly ourselves
     from accelerate import init_empty_weights
@@ -919,7 +929,7 @@ def convert_official(checkpoint: str | Path, output_dir: str | Path, **options) 
     output_dir = Path(output_dir)
     save_interactvlm(model, tokenizer, output_dir)
     (output_dir / "conversion.json").write_text(json.dumps(report, indent=2, default=str))
-    if "human" not in model.templates:
+    if "human" not in model.templates and not model.config.contact_2d:
         config = model.config
         print(f"note: {output_dir} has no human template yet; add one before use: copy a template folder (the "
               f"official data/{VIEW_SETS[config.human_view_set].folder}, or the output of `python -m "
@@ -946,12 +956,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--cam-encoder", choices=["none", "simple", "view_index", "vi_v1"], default=None,
                         help="camera-encoder type when the shapes are ambiguous")
     parser.add_argument("--token-type", choices=["Gen", "Gen-Hu-Obj"], default=None)
+    parser.add_argument("--contact-2d", action="store_true",
+                        help="the checkpoint is a 2D model (interactvlm-2d-hcontact: SAM on the photo, no template)")
     parser.add_argument("--dtype", choices=["auto", *_DTYPES], default="auto", help="weights dtype (auto: the checkpoint's)")
     args = parser.parse_args(argv)
     out = convert_official(
         args.checkpoint, args.output_dir, clip=args.clip, tokenizer_dir=args.tokenizer, human_template=args.human_template,
         view_set=args.view_set, legacy_lifting=args.legacy_lifting, body_model=args.body_model, mask_size=args.mask_size,
         preset=args.preset, cam_encoder=args.cam_encoder, token_type=args.token_type, dtype=args.dtype,
+        contact_2d=args.contact_2d,
     )
     print(f"wrote {out}")
     return out

@@ -1,6 +1,9 @@
 """InteractVLM: LLaVA (transformers) → seg-token hidden state → view-conditioned prompts → SAM decoder over V views
 → per-vertex contact. ``forward`` is teacher-forced (training, LISA-style evaluation); ``generate_contact`` decodes
 greedily with a KV cache and takes the hidden state that produced each generated seg token.
+
+A 2D model (``config.contact_2d``) runs the same path with the photo as its one SAM view (``PhotoTemplate``): the
+mask comes back in the photo's frame and nothing is lifted.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from transformers import LlavaForConditionalGeneration, PreTrainedModel, SamMode
 from model.config import InteractVLMConfig
 from model.prompts import AttentionSplitter, build_cam_encoder, build_text_hidden_fcs, seg_positions
 from model.sam import ViewEmbeddingCache, decode_views, encoder_fingerprint, postprocess_masks
-from model.view_templates import ViewTemplate
+from model.view_templates import PhotoTemplate, ViewTemplate
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -60,7 +63,7 @@ class InteractVLMOutput:
     logits: torch.Tensor | None = None
     seg_embeddings: torch.Tensor | None = None  # [K, D] one per seg token found
     seg_batch_index: torch.Tensor | None = None  # [K] sample of each seg token
-    mask_logits: torch.Tensor | None = None  # [K, V, M, M]
+    mask_logits: torch.Tensor | list[torch.Tensor] | None = None  # [K, V, M, M] (a list for 2D photos of mixed sizes)
     vertex_probs: list[torch.Tensor] = field(default_factory=list)  # K tensors [N_k]
 
 
@@ -72,6 +75,10 @@ class ContactPrediction:
     found_seg: bool
     mask_logits: torch.Tensor  # [V, M, M]
     vertex_probs: torch.Tensor | None  # [N] (None for 2D queries)
+
+    @property
+    def is_2d(self) -> bool:
+        return self.vertex_probs is None
 
 
 class InteractVLMPreTrainedModel(PreTrainedModel):
@@ -94,6 +101,10 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
             vision_hidden = config.vlm_config.vision_config.hidden_size
             self.vlm.model.multi_modal_projector = LinearProjector(vision_hidden, config.text_hidden_size)
         self.sam = SamModel(config.sam_config)
+        if config.contact_2d and config.num_views != 1:
+            raise ValueError(f"a 2D contact model segments the photo alone: num_views must be 1, got {config.num_views}")
+        if config.train_sam_encoder and not config.contact_2d:
+            raise ValueError("train_sam_encoder is for 2D models: 3D templates use cached, frozen SAM embeddings")
         if config.sam_config.mask_decoder_config.hidden_size != config.out_dim:
             raise ValueError(f"out_dim {config.out_dim} must equal the SAM prompt size {config.sam_config.mask_decoder_config.hidden_size}")
         self.text_hidden_fcs = build_text_hidden_fcs(config.text_hidden_size, config.out_dim)
@@ -114,8 +125,8 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         return [self.config.oseg_token_index] if self.config.token_type == "Gen-Hu-Obj" else []
 
     def add_template(self, key: str, template: ViewTemplate) -> ViewTemplate:
-        if template.view_set.num_views != self.config.num_views:
-            raise ValueError(f"template {key!r} has {template.view_set.num_views} views; the model expects {self.config.num_views}")
+        if template.num_views != self.config.num_views:
+            raise ValueError(f"template {key!r} has {template.num_views} views; the model expects {self.config.num_views}")
         self.templates[key] = template.to(self.device)
         return template
 
@@ -128,8 +139,22 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
             template.to(self.device)
         return template
 
-    def view_embeddings(self, template: ViewTemplate) -> torch.Tensor:
-        """``[V, C, h, w]`` SAM embeddings of a template's renders, from the cache when possible."""
+    def default_template(self, image: np.ndarray) -> ViewTemplate | PhotoTemplate:
+        """The SAM input of a query that names none: the photo for a 2D model, else the attached human body."""
+        if self.config.contact_2d:
+            return PhotoTemplate.from_image(image, self.config.sam_image_size)
+        return self.template("human")
+
+    def view_embeddings(self, template: ViewTemplate | PhotoTemplate) -> torch.Tensor:
+        """``[V, C, h, w]`` SAM embeddings of a template's renders, from the cache when possible.
+
+        A photo is encoded afresh (never cached); with ``train_sam_encoder`` and in training mode, with gradients.
+        """
+        if template.is_photo:
+            train_encoder = self.config.train_sam_encoder and self.training and torch.is_grad_enabled()
+            param = next(self.sam.vision_encoder.parameters())
+            with torch.set_grad_enabled(train_encoder):  # (SamModel.get_image_embeddings is always no_grad)
+                return self.sam.vision_encoder(template.pixel_values.to(param.device, param.dtype))[0]
         if self._fingerprint is None:
             self._fingerprint = encoder_fingerprint(self.sam)
         return self.view_cache.get(self.sam, template.pixel_values, self._fingerprint)
@@ -177,11 +202,13 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
                                   self.config.sam_image_size, template.mask_size)
         return masks.reshape(k, v, *masks.shape[-2:])
 
-    def predict_from_hidden(self, hidden: torch.Tensor, templates: list[ViewTemplate], is_object: torch.Tensor | None = None
-                            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def predict_from_hidden(self, hidden: torch.Tensor, templates: list[ViewTemplate | PhotoTemplate],
+                            is_object: torch.Tensor | None = None,
+                            ) -> tuple[torch.Tensor | list[torch.Tensor], list[torch.Tensor | None]]:
         """Seg hidden states (one per query) + each query's template → mask logits ``[K,V,M,M]`` and vertex probs.
 
         Queries sharing a template are decoded as one batch (the usual case: every hcontact query uses the body).
+        2D queries give ``None`` vertex probs, and a list of ``[1, H_k, W_k]`` masks when their photos differ in size.
         """
         if len(templates) != len(hidden):
             raise ValueError(f"{len(hidden)} seg embeddings but {len(templates)} templates")
@@ -198,7 +225,10 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
             group_masks = self.decode_template(prompts, template)
             group_vertices = template.lift(group_masks)
             for j, k in enumerate(indices):
-                masks[k], vertices[k] = group_masks[j], group_vertices[j]
+                masks[k] = group_masks[j]
+                vertices[k] = None if group_vertices is None else group_vertices[j]
+        if len({tuple(m.shape) for m in masks}) > 1:  # 2D queries on photos of different sizes
+            return masks, vertices
         return torch.stack(masks), vertices
 
     # ------------------------------------------------------------------ training / teacher-forced forward
@@ -212,8 +242,8 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         image_features: torch.Tensor | None = None,
         **_: object,
     ) -> InteractVLMOutput:
-        """Teacher-forced pass. ``templates`` gives each sample's SAM template (default: the attached human body);
-        every seg token in the sample's sequence yields one prediction on that template."""
+        """Teacher-forced pass. ``templates`` gives each sample's SAM template (default: the attached human body; a
+        2D model needs each sample's ``PhotoTemplate``); every seg token in the sequence yields one prediction on it."""
         features = self.image_features(clip_pixel_values) if image_features is None else image_features
         embeds = self.embed_inputs(input_ids, features)
         hidden = self.vlm.model.language_model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
@@ -227,6 +257,8 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         if len(positions) == 0:
             return out
         seg_hidden = hidden[positions[:, 0], positions[:, 1]]
+        if templates is None and self.config.contact_2d:
+            raise ValueError("a 2D model segments each sample's photo: pass templates=[PhotoTemplate.from_image(...)]")
         sample_templates = templates if templates is not None else [self.template("human")] * len(input_ids)
         per_seg = [sample_templates[int(b)] for b in positions[:, 0]]
         next_ids = input_ids[positions[:, 0], positions[:, 1] + 1]
@@ -248,8 +280,9 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         """Greedy, KV-cached answers for several queries over a few images, batched.
 
         ``queries``: dicts with ``image`` (index into ``images``), ``prompt`` (the full llava_v1 text ending at
-        ``ASSISTANT:``, see ``utils.conversation``) and optional ``template`` (a ``ViewTemplate``; default human).
-        Each image goes through CLIP once, however many queries ask about it.
+        ``ASSISTANT:``, see ``utils.conversation``) and optional ``template`` (a ``ViewTemplate``; default: the
+        human body, or the photo for a 2D model). Each image goes through CLIP (and a 2D model's SAM encoder) once,
+        however many queries ask about it.
         """
         if not queries:
             return []
@@ -262,6 +295,11 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)  # left padding
         attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
         query_features = features[torch.tensor([q["image"] for q in queries], device=device)]
+        defaults: dict[int, ViewTemplate | PhotoTemplate] = {}
+        for q in queries:
+            if q.get("template") is None and q["image"] not in defaults:
+                defaults[q["image"]] = self.default_template(images[q["image"]]).to(device)
+        query_templates = [q.get("template") or defaults[q["image"]] for q in queries]
         embeds = self.embed_inputs(input_ids, query_features)
         # The final-norm output at the last position of each decoding step is the hidden state that predicts the
         # next token; a hook keeps just that instead of every layer's states (output_hidden_states).
@@ -289,7 +327,7 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
                 if token in seg_ids:  # the hidden state of the step that *produced* the seg token
                     found_hidden.append(step_hidden[step][b])
                     found_query.append(b)
-                    found_templates.append(query.get("template") or self.template("human"))
+                    found_templates.append(query_templates[b])
                     found_object.append(token in self.object_token_ids())
                     break  # one prediction per query (the first seg token)
         results: list[ContactPrediction] = []
@@ -302,10 +340,11 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
                 j = found_query.index(b)
                 results.append(ContactPrediction(texts[b], True, masks[j], vertices[j]))
             else:
-                template = query.get("template") or self.template("human")
+                template = query_templates[b]
                 warnings.warn(f"query {b}: the answer has no seg token ({texts[b]!r}); returning an empty prediction",
                               stacklevel=2)
-                v, (m1, m2) = template.view_set.num_views, template.mask_size
+                v, (m1, m2) = template.num_views, template.mask_size
+                empty = None if template.is_photo else torch.zeros(template.num_vertices, device=device)
                 results.append(ContactPrediction(texts[b], False, torch.full((v, m1, m2), -torch.inf, device=device),
-                                                 torch.zeros(template.num_vertices, device=device)))
+                                                 empty))
         return results

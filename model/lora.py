@@ -3,7 +3,8 @@
 Full presets: LoRA (r 8, α 16, dropout 0.05) on the language model's ``q_proj`` / ``v_proj`` only; fully trained:
 ``lm_head``, ``embed_tokens``, ``text_hidden_fcs``, SAM's ``mask_decoder``, ``cam_pose_encoder``,
 ``attention_splitter``; frozen: CLIP, projector, SAM image and prompt encoders, the base LM. The tiny preset trains
-its CLIP and LM fully (no pretrained weights exist to keep).
+its CLIP and LM fully (no pretrained weights exist to keep), and a tiny 2D model its SAM image encoder too (it sees
+the photo, not fixed renders).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def set_trainable(model: nn.Module, config) -> None:
         elif config.train_language_model and ".language_model." in name:
             trainable = True
         elif config.train_vision_tower and (".vision_tower." in name or ".multi_modal_projector." in name):
+            trainable = True
+        elif config.train_sam_encoder and "sam.vision_encoder." in name:
             trainable = True
         else:
             trainable = False

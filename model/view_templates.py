@@ -1,5 +1,5 @@
 """The fixed multi-view SAM inputs of one template, ready for the model: preprocessed renders, camera vectors,
-valid regions and the lifting operator (spec §1.5–1.7)."""
+valid regions and the lifting operator (spec §1.5–1.7); for 2D models, the photo as the one SAM input."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from utils.geometry.views import ViewSet, get_view_set
 class ViewTemplate(nn.Module):
     """Everything the mask decoder and the lifting need about one template under one view set."""
 
+    is_photo = False
+
     def __init__(self, name: str, views: TemplateViews, sam_renders: np.ndarray, view_set: ViewSet, lift_mode: str,
                  sam_image_size: int, source: str | None = None) -> None:
         super().__init__()
@@ -35,6 +37,10 @@ class ViewTemplate(nn.Module):
         self.register_buffer("valid", torch.from_numpy(views.valid), persistent=False)
         self.overlays = views.overlays  # numpy, for visualisation only
         self.lifter = Lifter(views.maps, lift_mode, input_is_logits=True)
+
+    @property
+    def num_views(self) -> int:
+        return self.view_set.num_views
 
     @classmethod
     def from_folder(cls, folder: str | Path, view_set: str | ViewSet, mask_size: int, sam_image_size: int, lift_mode: str = "soft",
@@ -97,3 +103,39 @@ class ViewTemplate(nn.Module):
     def lift(self, mask_logits: torch.Tensor) -> torch.Tensor:
         """``[B, V, M, M]`` logits → ``[B, N]`` per-vertex probabilities."""
         return self.lifter(mask_logits)
+
+
+class PhotoTemplate(nn.Module):
+    """The SAM input of a 2D contact model: the photo itself (V = 1, spec §1.5), with nothing to lift.
+
+    Unlike a :class:`ViewTemplate`, it changes with every query, so its SAM embedding is never cached; masks are
+    returned in the photo's frame (``mask_size`` = the photo's ``(H, W)``, or the label size in training), after
+    SAM's padding is cropped off.
+    """
+
+    is_photo = True
+    num_views = 1
+    num_vertices = 0
+    source = None
+
+    def __init__(self, pixel_values: torch.Tensor, input_size: tuple[int, int], mask_size: tuple[int, int],
+                 name: str = "photo") -> None:
+        super().__init__()
+        if pixel_values.ndim != 4 or pixel_values.shape[0] != 1:
+            raise ValueError(f"a photo template holds one SAM input [1, 3, S, S], got {tuple(pixel_values.shape)}")
+        self.name = name
+        self.input_size = tuple(int(x) for x in input_size)
+        self.mask_size = tuple(int(x) for x in mask_size)
+        self.register_buffer("pixel_values", pixel_values, persistent=False)
+        self.register_buffer("cameras", torch.zeros(1, 5), persistent=False)  # no camera: the photo's own view
+
+    @classmethod
+    def from_image(cls, image: np.ndarray, sam_image_size: int, mask_size: tuple[int, int] | None = None,
+                   name: str = "photo") -> "PhotoTemplate":
+        """An RGB uint8 photo ``[H, W, 3]``; masks come back at ``mask_size`` (default: the photo's ``(H, W)``)."""
+        pixel_values, sizes = sam_preprocess([image], sam_image_size)
+        return cls(pixel_values, sizes[0], mask_size or tuple(np.asarray(image).shape[:2]), name)
+
+    def lift(self, mask_logits: torch.Tensor) -> None:
+        """2D predictions have no vertices."""
+        return None

@@ -14,7 +14,8 @@ Layout (per split ``train``, ``val``, ``test``, ``test_heldout``; ``test_heldout
 
     <out>/<split>/imgname.npy, images/<stem>.jpg, contact_label.npy, contact_label_objectwise.pkl,
                   body_parts_objectwise.pkl, hcontact_vitruvian_mv2/<object>/<stem>_<view>.png,
-                  objects/<stem>__<object>.ply, object_contact.pkl, meta.jsonl
+                  contact_render_2d/<object>/<stem>_contact_mask.png, objects/<stem>__<object>.ply,
+                  object_contact.pkl, meta.jsonl
     <out>/README.md, <out>/splits.json
 """
 
@@ -40,10 +41,11 @@ from preprocess_data import synthcontact_scene as sc
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET_NAME = "SynthContact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: image-frame contact masks (contact_render_2d)
 SPLITS = ("train", "val", "test", "test_heldout")
 SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
 VIEW_SET = "4MV-Z_Vitru_mv2"
+MASK_2D_FOLDER = "contact_render_2d"  # the folder Damon2DDataset reads
 MIN_VERTICES = 2
 NUM_BODY_VERTICES = 6997
 OWNED_ENTRIES = (*SPLITS, "README.md", "splits.json")
@@ -134,6 +136,7 @@ class Sample:
     image_jpeg: bytes
     objects: list[SampleObject]
     masks: dict[str, np.ndarray]  # object -> [V, S, S] uint8 0/1 (objects with contact only)
+    masks_2d: dict[str, np.ndarray]  # object -> [H, W] uint8 0/1 in the image frame (objects with contact only)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -246,15 +249,22 @@ class SynthContactGenerator:
         light = rend.sample_light(rng, camera)
         bg, bg_info = rend.background(rng, camera.height, camera.width)
         noise = float(rng.uniform(0.0, 0.02))
-        image = rend.render_rgb(all_v, all_f, all_c, camera, light, bg, noise, rng)
+        image, frags = rend.render_rgb(all_v, all_f, all_c, camera, light, bg, noise, rng)
         jpeg = rend.encode_jpeg(image, cfg.jpeg_quality)
 
-        masks = {}
-        for o in objects:
+        masks, masks_2d, body_frags = {}, {}, None
+        for o, om in zip(objects, object_meta):
+            om["contact_pixels_2d"] = 0
             if len(o.contact_ids):
                 labels = np.zeros(len(v), dtype=np.float32)
                 labels[o.contact_ids] = 1.0
                 masks[o.name] = contact_masks(labels, self.maps, min_vertices=MIN_VERTICES)
+                if body_frags is None:  # the body alone: objects must not hide the contact they make
+                    body_frags = rend.render_body_fragments(v, self.ctx.faces, camera)
+                masks_2d[o.name] = rend.contact_mask_2d(body_frags, self.ctx.faces, labels)
+                om["contact_pixels_2d"] = int(masks_2d[o.name].sum())
+        visible_body = int(((frags.face_ids >= 0) & (frags.face_ids < len(self.ctx.faces))).sum())
+        body_pixels = visible_body if body_frags is None else int((body_frags.face_ids >= 0).sum())
 
         stem = stem_of(split, index)
         meta = {
@@ -272,6 +282,8 @@ class SynthContactGenerator:
             "objects": object_meta,
             "camera": camera.to_meta(),
             "image_size": [camera.width, camera.height],
+            "body_pixels_2d": body_pixels,  # body silhouette (body alone) pixels: the frame of the 2D contact masks
+            "visible_body_pixels_2d": visible_body,  # body pixels the image shows (objects in front removed)
             "light": {"location": [round(float(x), 6) for x in light]},
             "background": bg_info,
             "body_colors": body_color_info,
@@ -281,7 +293,7 @@ class SynthContactGenerator:
             "scene_attempts": scene.attempts,
             "epsilon": sc.EPSILON,
         }
-        return Sample(split, index, stem, jpeg, objects, masks, meta)
+        return Sample(split, index, stem, jpeg, objects, masks, masks_2d, meta)
 
     # -- writing -------------------------------------------------------------------------------------------------
 
@@ -299,6 +311,12 @@ class SynthContactGenerator:
                 path = folder / f"{sample.stem}_{view}.png"
                 if not cv2.imwrite(str(path), (mask > 0).astype(np.uint8) * 255):
                     raise OSError(f"could not write {path}")
+        for name, mask in sample.masks_2d.items():  # one per object with 3D contact, even if none of it is visible
+            folder = split_dir / MASK_2D_FOLDER / name
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{sample.stem}_contact_mask.png"
+            if not cv2.imwrite(str(path), (mask > 0).astype(np.uint8) * 255):
+                raise OSError(f"could not write {path}")
         image_path = split_dir / "images" / f"{sample.stem}.jpg"
         tmp = image_path.with_suffix(".jpg.tmp")
         tmp.write_bytes(sample.image_jpeg)
@@ -321,6 +339,7 @@ def sample_files(out_dir: Path, meta: dict, view_names: Iterable[str]) -> list[P
         files.append(split_dir / obj["ply"])
         if obj["contact_vertices"]:
             files += [split_dir / "hcontact_vitruvian_mv2" / obj["name"] / f"{meta['stem']}_{v}.png" for v in view_names]
+            files.append(split_dir / MASK_2D_FOLDER / obj["name"] / f"{meta['stem']}_contact_mask.png")
     return files
 
 
@@ -529,7 +548,7 @@ def run(
     skipped = 0
     for split in SPLITS:
         split_dir = out_dir / split
-        for sub in ("images", "objects", "hcontact_vitruvian_mv2"):
+        for sub in ("images", "objects", "hcontact_vitruvian_mv2", MASK_2D_FOLDER):
             (split_dir / sub).mkdir(parents=True, exist_ok=True)
         _repair_meta_tail(split_dir / "meta.jsonl")
         done = read_meta(split_dir / "meta.jsonl")
@@ -600,7 +619,12 @@ def _split_stats(metas: list[dict]) -> dict:
             objects[obj["name"]] = objects.get(obj["name"], 0) + 1
             touched_pairs += bool(obj["contact_vertices"])
     n_obj = [len(m["objects"]) for m in metas]
+    # image-frame masks: contact of the body rendered alone (self-occlusion only), as a fraction of the image
+    fractions = [o["contact_pixels_2d"] / (m["image_size"][0] * m["image_size"][1])
+                 for m in metas for o in m["objects"] if o["contact_vertices"]]
     return {"images": len(metas), "image_object_pairs_with_contact": touched_pairs,
+            "pairs_with_empty_2d_mask": sum(1 for f in fractions if f == 0),
+            "mean_2d_contact_pixel_fraction": round(float(np.mean(fractions)), 6) if fractions else None,
             "objects_per_image": {str(k): n_obj.count(k) for k in sorted(set(n_obj))},
             "untouched_objects": sum(1 for m in metas for o in m["objects"] if not o["contact_vertices"]),
             "combinations": dict(sorted(combos.items())), "objects": dict(sorted(objects.items()))}
@@ -614,16 +638,23 @@ def dataset_readme(config: GeneratorConfig, splits: dict) -> str:
         "the DAMON layout. Generated by `python -m preprocess_data.synthcontact` (see docs/synthcontact.md).", "",
         f"seed {config.seed}, mask size {config.mask_size}, view set {VIEW_SET} (min_vertices {MIN_VERTICES}), "
         f"contact threshold {sc.EPSILON} m.", "",
-        "| split | images | image–object pairs with contact |", "| --- | --- | --- |",
+        "| split | images | image–object pairs with contact | pairs with an empty 2D mask | mean 2D contact pixel fraction |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for split in SPLITS:
         s = splits.get("stats", {}).get(split, {})
-        lines.append(f"| {split} | {counts[split]} | {s.get('image_object_pairs_with_contact', '')} |")
+        fraction = s.get("mean_2d_contact_pixel_fraction")
+        lines.append(f"| {split} | {counts[split]} | {s.get('image_object_pairs_with_contact', '')} | "
+                     f"{s.get('pairs_with_empty_2d_mask', '')} | {'' if fraction is None else f'{fraction:.3%}'} |")
     lines += ["", "Held-out (pose family, object) combinations, only in `test_heldout`: "
               + ", ".join(f"{f} × {o}" for f, o in sc.HELDOUT_COMBINATIONS) + ".", "",
               "Per split: `imgname.npy`, `images/`, `contact_label.npy` [N, 6997], `contact_label_objectwise.pkl`,",
               "`body_parts_objectwise.pkl`, `hcontact_vitruvian_mv2/<object>/<stem>_<view>.png`, `objects/<stem>__<object>.ply`",
-              "(world = body coordinates), `object_contact.pkl`, `meta.jsonl` (everything needed to regenerate a sample).", ""]
+              "(world = body coordinates), `object_contact.pkl`, `meta.jsonl` (everything needed to regenerate a sample).", "",
+              f"2D human contact (the DAMON 2D layout): `{MASK_2D_FOLDER}/<object>/<stem>_contact_mask.png`, one per",
+              "(image, object) pair in `contact_label_objectwise.pkl`, the image's width × height, 8-bit, 255 = pixels where",
+              "the body, rendered alone through the image's camera, is in contact with that object (the body hides its own",
+              "far side, objects hide nothing: as DAMON's contact_render_2d). The fraction is of all image pixels.", ""]
     return "\n".join(lines)
 
 

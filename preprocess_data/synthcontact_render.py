@@ -15,7 +15,7 @@ import numpy as np
 
 from preprocess_data import synthcontact_geometry as geo
 from utils.geometry.cameras import PerspectiveCamera, look_at_rotation
-from utils.geometry.raycast import rasterize
+from utils.geometry.raycast import Fragments, rasterize
 from utils.geometry.shading import phong_shade, to_uint8
 
 IMAGE_SIDE_RANGE = (224, 512)
@@ -260,19 +260,54 @@ def render_rgb(
     background_image: np.ndarray,
     noise_sigma: float,
     rng: np.random.Generator,
-) -> np.ndarray:
-    """``[H, W, 3]`` uint8 image: Phong-shaded scene over the background, centre-cropped from the square render."""
+) -> tuple[np.ndarray, Fragments]:
+    """``[H, W, 3]`` uint8 image (Phong-shaded scene over the background, centre-cropped from the square render) and
+    the fragments cropped the same way (callers that need what the image shows reuse them instead of casting again)."""
     size = choice.render_size
     frags = rasterize(vertices, faces, choice.camera, size)
     shaded = phong_shade_merged(frags, vertices, faces, colors, choice.camera, light)
-    ox, oy = (size - choice.width) // 2, (size - choice.height) // 2
-    crop = (slice(oy, oy + choice.height), slice(ox, ox + choice.width))
-    image = shaded[crop]
-    fg = frags.foreground[crop]
+    frags = crop_fragments(frags, choice)
+    image = crop_image(shaded, choice)
+    fg = frags.foreground
     image[~fg] = background_image[~fg]
     if noise_sigma > 0:
         image = image + noise_sigma * rng.standard_normal(size=image.shape, dtype=np.float32)
-    return to_uint8(image)
+    return to_uint8(image), frags
+
+
+def crop_image(square: np.ndarray, choice: CameraChoice) -> np.ndarray:
+    """The ``[H, W, ...]`` centre crop of a ``render_size``² array (the offsets ``to_meta`` records)."""
+    ox, oy = (choice.render_size - choice.width) // 2, (choice.render_size - choice.height) // 2
+    return square[oy:oy + choice.height, ox:ox + choice.width]
+
+
+def crop_fragments(frags: Fragments, choice: CameraChoice) -> Fragments:
+    return Fragments(crop_image(frags.face_ids, choice), crop_image(frags.bary, choice),
+                     crop_image(frags.depth, choice), crop_image(frags.points, choice))
+
+
+def render_body_fragments(body_vertices: np.ndarray, body_faces: np.ndarray, choice: CameraChoice) -> Fragments:
+    """The body alone, through the image's camera and crop: the frame the image-frame contact masks are drawn in."""
+    return crop_fragments(rasterize(body_vertices, body_faces, choice.camera, choice.render_size), choice)
+
+
+def contact_mask_2d(frags: Fragments, body_faces: np.ndarray, vertex_labels: np.ndarray) -> np.ndarray:
+    """``[H, W]`` uint8 0/1 image-frame contact of one object: 1 where the barycentric interpolation of the object's
+    0/1 body-vertex labels over the body face seen at that pixel reaches 0.5.
+
+    ``frags`` should be the body rendered alone (:func:`render_body_fragments`): the body hides its own far side, but
+    objects do not hide the contact they make. That is how DAMON's ``contact_render_2d`` masks come about (the fitted
+    body rendered onto the photo) and what HOT's polygons mark (the hand region behind a held bottle is contact); with
+    scene fragments only the thin visible rim of each contact would remain. Faces beyond ``len(body_faces)`` (objects
+    of a merged scene) count as no body.
+    """
+    face_ids = frags.face_ids
+    on_body = (face_ids >= 0) & (face_ids < len(body_faces))
+    mask = np.zeros(face_ids.shape, dtype=np.uint8)
+    corner_labels = np.asarray(vertex_labels, dtype=np.float64)[body_faces[face_ids[on_body]]]  # [P, 3]
+    value = np.einsum("ij,ij->i", frags.bary[on_body].astype(np.float64), corner_labels)
+    mask[on_body] = value >= 0.5
+    return mask
 
 
 def phong_shade_merged(fragments, vertices: np.ndarray, faces: np.ndarray, vertex_colors: np.ndarray,

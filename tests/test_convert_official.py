@@ -240,3 +240,37 @@ def test_resize_rows_appends_the_mean():
     assert torch.equal(grown[3:], torch.tensor([[2.0, 3.0], [2.0, 3.0]]))
     with pytest.raises(ConversionError):
         resize_rows(matrix, 2)
+
+
+def test_2d_checkpoint_converts_with_contact_2d(tiny_tokenizer, tmp_path):
+    from model.view_templates import PhotoTemplate
+    from tests.test_model_2d import make_2d_model
+
+    model = make_2d_model(tiny_tokenizer, seed=7, train_sam_encoder=False)
+    _perturb(model, 7)
+    checkpoint = _write_official(model, tiny_tokenizer, tmp_path / "official_2d", fmt="safetensors", shards=2)
+    with pytest.raises(ConversionError, match="no --human-template"):
+        convert_official(checkpoint, tmp_path / "bad", contact_2d=True, human_template=tmp_path)
+    out = convert_official(checkpoint, tmp_path / "ours_2d", contact_2d=True)
+    assert json.loads((out / "conversion.json").read_text())["contact_2d"] is True
+    loaded, _ = load_interactvlm(out)
+    assert loaded.config.contact_2d and loaded.config.num_views == 1 and not loaded.templates
+    hidden = torch.randn(1, model.config.text_hidden_size)
+    template = PhotoTemplate.from_image(IMAGE, model.config.sam_image_size)
+    reference = model.predict_from_hidden(hidden, [template])[0]
+    assert reference.std() > 1e-3 and reference.shape == (1, 1, *IMAGE.shape[:2])
+    torch.testing.assert_close(loaded.predict_from_hidden(hidden, [template])[0], reference, atol=1e-5, rtol=0)
+    with pytest.raises(ConversionError, match="per-view layers"):  # a 3D (4-view) checkpoint is not a 2D one
+        three_d = _write_official(_model_3d(tiny_tokenizer), tiny_tokenizer, tmp_path / "official_3d", shards=1)
+        convert_official(three_d, tmp_path / "wrong", contact_2d=True)
+
+
+def _model_3d(tokenizer):
+    from model.config import build_config
+    from model.interactvlm import InteractVLMForCausalLM
+    from model.io import attach_tokenizer
+
+    torch.manual_seed(3)
+    config = build_config("tiny")
+    attach_tokenizer(config, tokenizer)
+    return InteractVLMForCausalLM(config).eval()

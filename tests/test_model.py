@@ -234,3 +234,19 @@ def test_joint_model_splits_human_and_object_tokens(tiny_tokenizer, synthbody_te
     assert (prompts[0] - prompts[1]).abs().max() > 1e-4  # same hidden state, human vs object query
     masks, _ = model.predict_from_hidden(hidden, [model.template()] * 2, torch.tensor([False, True]))
     assert not torch.equal(masks[0], masks[1])
+
+
+def test_batch_mixing_answers_with_and_without_seg_tokens(tiny_model, tiny_tokenizer):
+    """An empty answer before a real one must not disturb the real one (regression: a shadowed variable once turned
+    the later queries' vertex probabilities into scalars)."""
+    model, tok = tiny_model, tiny_tokenizer
+    prompt = _prompt(model, answer=False)
+    none = tok("no contact", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    seg = _answer_ids(tok, model)
+    with pytest.warns(UserWarning, match="no seg token"):
+        results = model.generate_contact(tok, IMAGES, [{"image": 0, "prompt": prompt}, {"image": 1, "prompt": prompt}],
+                                         max_new_tokens=40, logits_processor=LogitsProcessorList(
+                                             [ForceAnswer([none, seg], _encode(tok, prompt).shape[1])]))
+    assert [r.found_seg for r in results] == [False, True]
+    assert all(r.vertex_probs.shape == (6997,) and r.mask_logits.shape == (4, 128, 128) for r in results)
+    assert (results[0].vertex_probs == 0).all() and results[1].vertex_probs.std() > 0

@@ -1,4 +1,5 @@
-"""SynthContact: layout contract, exact contact, masks, determinism, held-out split and resumable runs.
+"""SynthContact: layout contract, exact contact, masks (body renders and image frame), determinism, held-out split
+and resumable runs.
 
 One small dataset (10 + 2 held-out images) is generated once per module into a temporary folder.
 """
@@ -19,7 +20,9 @@ from preprocess_data import synthcontact as synth
 from preprocess_data import synthcontact_geometry as geo
 from preprocess_data import synthcontact_scene as sc
 from utils.body_models import body_parts_from_vertices, default_body_model_dir, load_body_model, load_part_segmentation
+from utils.geometry.cameras import PerspectiveCamera
 from utils.geometry.projection import contact_masks
+from utils.geometry.raycast import rasterize
 from utils.geometry.template_views import load_template
 from utils.geometry.views import get_view_set
 
@@ -132,6 +135,98 @@ def test_layout_contract(dataset: Path) -> None:
         masks_on_disk = {p.relative_to(d / "hcontact_vitruvian_mv2").as_posix() for p in (d / "hcontact_vitruvian_mv2").rglob("*.png")}
         expected = {f"{obj}/{synth.stem_of(split, i)}_{v}.png" for i, po in enumerate(objectwise) for obj in po for v in VIEWS}
         assert masks_on_disk == expected
+        # and exactly one image-frame mask per pair listed in contact_label_objectwise.pkl (empty ones included)
+        masks_2d = {p.relative_to(d / "contact_render_2d").as_posix() for p in (d / "contact_render_2d").rglob("*.png")}
+        assert masks_2d == {f"{obj}/{synth.stem_of(split, i)}_contact_mask.png" for i, po in enumerate(objectwise) for obj in po}
+
+
+def test_2d_masks_match_the_image_and_meta(dataset: Path) -> None:
+    for split in synth.SPLITS:
+        d = dataset / split
+        for meta in _metas(dataset, split):
+            image = cv2.imread(str(d / meta["imgname"]), cv2.IMREAD_COLOR)
+            assert 0 < meta["visible_body_pixels_2d"] <= meta["body_pixels_2d"] < image.shape[0] * image.shape[1]
+            for obj in meta["objects"]:
+                path = d / "contact_render_2d" / obj["name"] / f"{meta['stem']}_contact_mask.png"
+                if not obj["contact_vertices"]:
+                    assert not path.exists() and obj["contact_pixels_2d"] == 0
+                    continue
+                mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+                assert mask is not None and mask.dtype == np.uint8 and mask.shape == image.shape[:2]
+                assert set(np.unique(mask)) <= {0, 255}
+                assert int((mask == 255).sum()) == obj["contact_pixels_2d"] <= meta["body_pixels_2d"]
+
+
+def _body_fragments(meta: dict, body: np.ndarray, body_faces: np.ndarray):
+    """The body alone re-rendered from what is on disk: re-posed by smplx, the stored camera, cropped by the stored
+    offset (only ``rasterize`` is shared with the generator)."""
+    cam = meta["camera"]
+    camera = PerspectiveCamera(rotation=np.array(cam["R"]), translation=np.array(cam["T"]), fov_deg=cam["fov_deg"])
+    frags = rasterize(body, body_faces, camera, cam["render_size"])
+    (ox, oy), (w, h) = cam["crop_offset"], meta["image_size"]
+    crop = (slice(oy, oy + h), slice(ox, ox + w))
+    return camera, frags.face_ids[crop], frags.bary[crop], frags.depth[crop], (ox, oy)
+
+
+def test_2d_masks_agree_with_geometry(dataset: Path, body_model) -> None:
+    """Masks are drawn on the body rendered alone (objects hide no contact): contact pixels lie on body faces touching
+    the contact set; contact vertices not hidden by the body itself project onto (or next to) contact pixels; and the
+    mask is the interpolated labels of the body faces seen at each pixel."""
+    body_faces = np.asarray(body_model.faces, dtype=np.int64)
+    checked_vertices = 0
+    for split in ("train", "test_heldout"):
+        d = dataset / split
+        for meta in _metas(dataset, split)[:4]:
+            body = _posed_body(body_model, meta)
+            camera, face_ids, bary, depth, (ox, oy) = _body_fragments(meta, body, body_faces)
+            on_body = (face_ids >= 0) & (face_ids < len(body_faces))
+            assert int(on_body.sum()) == pytest.approx(meta["body_pixels_2d"], rel=0.01, abs=20)
+            for obj in meta["objects"]:
+                ids = np.asarray(obj["contact_vertices"], dtype=np.int64)
+                if not len(ids):
+                    continue
+                mask = cv2.imread(str(d / "contact_render_2d" / obj["name"] / f"{meta['stem']}_contact_mask.png"),
+                                  cv2.IMREAD_UNCHANGED) == 255
+                labels = np.zeros(len(body))
+                labels[ids] = 1.0
+                # every contact pixel is a body face with a contact corner (posing noise: a few edge pixels)
+                rows, cols = np.nonzero(mask)
+                ok = on_body[rows, cols]
+                ok[ok] = labels[body_faces[face_ids[rows[ok], cols[ok]]]].max(axis=1) > 0
+                assert (~ok).sum() <= max(2, 0.02 * len(rows)), (meta["stem"], obj["name"])
+                # the mask is the barycentric interpolation of the labels over the visible body faces
+                expected = np.zeros_like(mask)
+                expected[on_body] = np.einsum("ij,ij->i", bary[on_body], labels[body_faces[face_ids[on_body]]]) >= 0.5
+                assert (expected != mask).sum() <= max(3, 0.03 * max(mask.sum(), 1)), (meta["stem"], obj["name"])
+                # contact vertices the body does not hide land on or next to contact pixels
+                col, row, z = camera.project_pixels(body[ids], meta["camera"]["render_size"]).T
+                c, r = np.floor(col).astype(int) - ox, np.floor(row).astype(int) - oy
+                inside = (c >= 1) & (r >= 1) & (c < mask.shape[1] - 1) & (r < mask.shape[0] - 1)
+                c, r, z = c[inside], r[inside], z[inside]
+                visible = on_body[r, c] & (np.abs(depth[r, c] - z) < 0.01)
+                c, r = c[visible], r[visible]
+                near = np.zeros(len(c), dtype=bool)
+                for dr in (-1, 0, 1):
+                    for dc in (-1, 0, 1):
+                        near |= mask[r + dr, c + dc]
+                checked_vertices += len(c)
+                if len(c) >= 5:
+                    assert near.mean() >= 0.95, (meta["stem"], obj["name"], near.mean())
+    assert checked_vertices > 50, "the check saw too few visible contact vertices to mean anything"
+
+
+def test_damon_2d_reader_reads_the_split(dataset: Path) -> None:
+    from datasets.damon import Damon2DDataset
+
+    reader = Damon2DDataset(dataset.parent, "train", root_name=dataset.name, num_vertices=synth.NUM_BODY_VERTICES)
+    objectwise = _load(dataset / "train", "contact_label_objectwise.pkl")
+    assert len(reader) == sum(len(po) for po in objectwise) and not reader.skipped
+    for index in range(min(len(reader), 4)):
+        sample = reader[index]
+        height, width = sample["image"].shape[:2]
+        assert sample["masks"].shape == (1, height, width)
+        assert set(np.unique(sample["masks"])) <= {0.0, 1.0}
+        assert sample["template"] == "image" and sample["vertex_labels"] is None
 
 
 def test_contact_agrees_with_geometry(dataset: Path, body_model) -> None:
@@ -210,6 +305,10 @@ def test_regenerating_a_sample_is_identical(dataset: Path) -> None:
             for view, mask in zip(VIEWS, masks):
                 png = cv2.imread(str(d / "hcontact_vitruvian_mv2" / obj / f"{sample.stem}_{view}.png"), cv2.IMREAD_UNCHANGED)
                 np.testing.assert_array_equal(png, mask * 255)
+        assert sample.masks_2d.keys() == sample.masks.keys()
+        for obj, mask in sample.masks_2d.items():
+            png = cv2.imread(str(d / "contact_render_2d" / obj / f"{sample.stem}_contact_mask.png"), cv2.IMREAD_UNCHANGED)
+            np.testing.assert_array_equal(png, mask * 255)
 
 
 def test_heldout_combinations_only_in_heldout_split(dataset: Path) -> None:
@@ -237,14 +336,19 @@ def test_resume_skips_existing_samples(dataset: Path, tmp_path: Path) -> None:
     victim = out / "train" / "images" / "train_000002.jpg"
     original = victim.read_bytes()
     victim.unlink()
+    # a missing image-frame mask also makes its sample incomplete
+    mask_2d = next((out / "train" / "contact_render_2d").rglob("train_000004_contact_mask.png"))
+    mask_2d_original = mask_2d.read_bytes()
+    mask_2d.unlink()
     # a crash can also leave a half-written meta line
     with open(out / "val" / "meta.jsonl", "ab") as handle:
         handle.write(b'{"stem": "val_0000')
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")
-              if p.suffix in (".jpg", ".png", ".ply") and not p.name.startswith("train_000002")}
+              if p.suffix in (".jpg", ".png", ".ply") and not p.name.startswith(("train_000002", "train_000004"))}
     result = synth.run(out, CONFIG, workers=2, progress=False)
-    assert result["generated_this_run"] == 1 and result["skipped_existing"] == 11
+    assert result["generated_this_run"] == 2 and result["skipped_existing"] == 10
     assert victim.read_bytes() == original  # regenerated in a worker process, bit-identical
+    assert mask_2d.read_bytes() == mask_2d_original
     for path, mtime in before.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten"
     for split in synth.SPLITS:
@@ -271,6 +375,11 @@ def test_refuses_other_datasets(tmp_path: Path) -> None:
     (other / "splits.json").write_text(json.dumps(synth.GeneratorConfig(seed=99).identity()))
     with pytest.raises(FileExistsError, match="different dataset"):
         synth.check_output_dir(other, CONFIG, overwrite=False)
+    older = tmp_path / "format_1"  # made before the 2D masks existed: regenerate with --overwrite, never mix
+    older.mkdir()
+    (older / "splits.json").write_text(json.dumps({**CONFIG.identity(), "format_version": 1}))
+    with pytest.raises(FileExistsError, match="format_version"):
+        synth.check_output_dir(older, CONFIG, overwrite=False)
     (other / "train").mkdir()
     (other / "keep.txt").write_text("not ours")
     synth.check_output_dir(other, CONFIG, overwrite=True)  # removes only what the generator owns

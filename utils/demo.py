@@ -62,8 +62,8 @@ def get_mode(name: str) -> ModeSpec:
 def model_kind(config) -> str:
     """``"2d"`` for a model that segments contact on the photo itself, ``"3d"`` for multi-view template models.
 
-    Every model this repository builds or converts is a 3D model (SAM decodes the V template renders, the masks are
-    lifted to vertices); a 2D model would declare ``contact_2d`` in its config.
+    3D models decode V template renders and lift the masks to vertices; a 2D model (``config.contact_2d``, like the
+    original's interactvlm-2d-hcontact) segments the photo itself.
     """
     return "2d" if getattr(config, "contact_2d", False) else "3d"
 
@@ -91,8 +91,8 @@ class QuerySpec:
 
 def query_specs(mode: ModeSpec) -> list[QuerySpec]:
     specs = []
-    if mode.two_d:
-        specs.append(QuerySpec("human", "h2dcontact", "simple"))
+    if mode.two_d:  # "parts" (the 2D training default, spec §2) so the answer names body parts; the original demo
+        specs.append(QuerySpec("human", "h2dcontact", "parts"))  # asked the "simple" question
     elif mode.human:
         specs.append(QuerySpec("human", "hcontact", "parts"))  # the original's first "parts" question
     if mode.object_task == "oafford":
@@ -162,8 +162,9 @@ class DemoRunner:
         self.notes: list[str] = []
         if not (self.model_dir / "config.json").is_file():
             raise DemoError(
-                f"model directory {self.model_dir} not found (no config.json). The bundled model "
-                "trained_models/interactvlm-tiny-synthcontact is made by `bash scripts/run_train.sh synth-tiny`; "
+                f"model directory {self.model_dir} not found (no config.json). The bundled models "
+                "trained_models/interactvlm-tiny-synthcontact (3D) and interactvlm-tiny-2d-synthcontact (2D) are "
+                "made by `bash scripts/run_train.sh synth-tiny` / `synth-tiny-2d`; "
                 "other models: see trained_models/README.md, or pass --model DIR")
         config = InteractVLMConfig.from_pretrained(self.model_dir)
         kind = model_kind(config)
@@ -173,9 +174,11 @@ class DemoRunner:
                 f"interactvlm-2d-hcontact), but {self.model_dir} is a 3D model (model kind '3d': preset "
                 f"{config.preset}, human template {config.human_template}, {config.num_views} rendered views "
                 f"{config.human_view_set}). Run mode hcontact with this model, or pass --model with a 2D model.")
-        if mode.two_d:
-            raise DemoError(f"{self.model_dir} declares a 2D model, but 2D inference is not implemented in "
-                            "model/interactvlm.py (generate_contact decodes template views only)")
+        if kind == "2d" and not mode.two_d:
+            raise DemoError(
+                f"{self.model_dir} is a 2D contact model (it segments the photo; there are no vertices, meshes or "
+                f"object templates), but mode {mode.name} needs a 3D model. Run mode h2dcontact with it, or pass "
+                "--model with a 3D model.")
         torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
         self.device = device
         try:
@@ -190,7 +193,9 @@ class DemoRunner:
         self.body_mesh: tuple[np.ndarray, np.ndarray] | None = None
         self.segmentation: dict[str, np.ndarray] | None = None
         self.human_template_name = str(self.config.human_template)
-        if mode.human:
+        if mode.two_d:
+            self._load_part_names()
+        elif mode.human:
             self.human_template = self.model.template("human")
             self._load_body()
         self._object_templates: dict[str, tuple[Any, np.ndarray, np.ndarray, Path]] = {}
@@ -236,6 +241,16 @@ class DemoRunner:
             return
         self.segmentation = seg
 
+    def _load_part_names(self) -> None:
+        """A 2D model has no vertices to score, but its answers name body parts: keep the vocabulary to find them."""
+        from utils.body_models import load_part_segmentation
+
+        path = segmentation_path(self.human_template_name, self.model_dir, self.body_model_dir, self.data_dir)
+        try:
+            self.segmentation = load_part_segmentation(path) if path is not None else None
+        except (OSError, ValueError) as err:
+            self.notes.append(f"part segmentation {path} unreadable ({err}): body parts in answers are not listed")
+
     @property
     def model_name(self) -> str:
         return self.model_dir.resolve().name
@@ -280,7 +295,7 @@ class DemoRunner:
             for spec in specs:
                 _, prompt = prompt_for(spec, job.object, self.config)
                 template = self.human_template if spec.kind == "human" else job.object_template
-                if template is None:
+                if template is None and not self.mode.two_d:  # 2D: the model segments the photo itself
                     raise DemoError(f"{job.sample}: no {spec.kind} template")
                 queries.append({"image": job.image, "prompt": prompt, "template": template})
                 owners.append((j, spec))
@@ -293,11 +308,18 @@ class DemoRunner:
             template = query["template"]
             probs = pred.vertex_probs.float().cpu().numpy() if pred.vertex_probs is not None else np.zeros(0, np.float32)
             masks = pred.mask_logits.float().sigmoid().cpu().numpy()
+            question = prompt_for(spec, job.object, self.config)[0]
+            if pred.is_2d:
+                results[j].append(PartResult(
+                    kind=spec.kind, object=job.object, prompt=question, text=pred.text, found_seg=bool(pred.found_seg),
+                    vertex_probs=probs, mask_probs=masks.astype(np.float32), template_name="photo",
+                    overlays=images[job.image][None], valid=np.ones(masks.shape, bool), segmentation=self.segmentation,
+                    on_photo=True))
+                continue
             if spec.kind == "human":
                 mesh, seg, name = self.body_mesh, self.segmentation, self.human_template_name
             else:
                 mesh, seg, name = job.object_mesh, None, f"object:{job.object}"
-            question = prompt_for(spec, job.object, self.config)[0]
             results[j].append(PartResult(
                 kind=spec.kind, object=job.object, prompt=question, text=pred.text, found_seg=bool(pred.found_seg),
                 vertex_probs=np.clip(probs, 0.0, 1.0).astype(np.float32), mask_probs=masks.astype(np.float32),

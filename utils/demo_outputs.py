@@ -12,6 +12,14 @@ Every mode writes the same file names into ``<output-dir>/<sample>/``::
 In ``hcontact-ocontact`` the object's mesh and views are ``<sample>_<mode>_object_mesh.ply/.glb`` and
 ``<sample>_<mode>_object_views.png`` and the combined image has both grids.
 
+A 2D model (``h2dcontact``) predicts on the photo itself, so it has no vertices and no mesh; it writes::
+
+    <sample>_h2dcontact_mask.npz       pred_contact_2d [H, W] contact probability per photo pixel
+    <sample>_h2dcontact_mask.png       the same as an 8-bit grey image (255 = probability 1)
+    <sample>_h2dcontact_summary.json   as above, with pixel counts and the body parts the answer names
+    <sample>_h2dcontact_views.png      the photo with contact pixels (probability >= threshold) blended red
+    <sample>_h2dcontact_combined.png   input photo | overlay
+
 Fixes of the original's output bugs (spec §11.1 items 7–8): overlays threshold *probabilities* (sigmoid of the mask
 logits) at the same ``--threshold`` as the vertices, never raw logits; scene contact is saved as human contact.
 """
@@ -49,6 +57,12 @@ class PartResult:
     mesh_faces: np.ndarray | None = None
     segmentation: dict[str, np.ndarray] | None = None
     notes: list[str] = field(default_factory=list)
+    on_photo: bool = False  # a 2D prediction: mask_probs [1, H, W] on the photo, no vertices
+
+    @property
+    def values(self) -> np.ndarray:
+        """The array a video smooths and stores per frame: the photo mask for 2D, else the vertex probabilities."""
+        return self.mask_probs[0] if self.on_photo else self.vertex_probs
 
 
 # ---------------------------------------------------------------------------------------------------------- scores
@@ -68,6 +82,21 @@ def part_scores(probs: np.ndarray, segmentation: dict[str, np.ndarray], threshol
                      "num_vertices": int(len(ids))})
     rows.sort(key=lambda r: (-r["fraction_above_threshold"], -r["mean_prob"], r["part"]))
     return rows
+
+
+def parts_named_in(text: str, part_names: list[str]) -> list[str]:
+    """Body-part names a 2D model's answer mentions, in the answer's order (whole words; longest names first, so
+    "left hand" is not also counted as "hand")."""
+    import re
+
+    rest, found = text.lower(), []
+    for name in sorted(part_names, key=len, reverse=True):
+        pattern = re.compile(rf"\b{re.escape(name.lower().replace('_', ' '))}\b")
+        match = pattern.search(rest)
+        if match:
+            found.append((match.start(), name))
+            rest = pattern.sub(lambda m: " " * len(m.group()), rest)
+    return [name for _, name in sorted(found)]
 
 
 def contacting_parts(scores: list[dict[str, Any]], min_coverage: float = PART_MIN_COVERAGE) -> list[str]:
@@ -172,10 +201,63 @@ def part_summary(part: PartResult, threshold: float) -> dict[str, Any]:
     return out
 
 
+def photo_overlay(photo: np.ndarray, probs: np.ndarray, threshold: float, alpha: float = 0.6) -> np.ndarray:
+    """Contact pixels (probability >= threshold) blended with red at ``alpha`` (the original's 2D overlay)."""
+    if probs.shape != photo.shape[:2]:
+        raise ValueError(f"mask {probs.shape} does not match the photo {photo.shape[:2]}")
+    out = photo.astype(np.float32)
+    contact = probs >= threshold
+    out[contact] = (1 - alpha) * out[contact] + alpha * np.asarray(CONTACT_RGBA[:3], np.float32)
+    return np.round(out).astype(np.uint8)
+
+
+def write_photo_sample(out_dir: Path, sample: str, mode: str, part: PartResult, photo: np.ndarray, threshold: float,
+                       info: dict[str, Any], extra_arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """The files of one 2D prediction (see the module docstring); returns the summary dict."""
+    import cv2
+
+    stem = f"{sample}_{mode}"
+    probs = part.mask_probs[0].astype(np.float32)
+    files = [out_dir / f"{stem}_mask.npz", out_dir / f"{stem}_mask.png", out_dir / f"{stem}_views.png",
+             out_dir / f"{stem}_combined.png"]
+    write_npz(files[0], {"pred_contact_2d": probs, "threshold": np.float32(threshold), "object": np.array(part.object),
+                         "mode": np.array(mode), "found_seg": np.bool_(part.found_seg), **(extra_arrays or {})})
+    ok, data = cv2.imencode(".png", np.round(np.clip(probs, 0, 1) * 255).astype(np.uint8))
+    if not ok:
+        raise OSError(f"could not encode {files[1]}")
+    _atomic_write_bytes(files[1], data.tobytes())
+    overlay = photo_overlay(photo, probs, threshold)
+    write_png(files[2], overlay)
+    write_png(files[3], combined_image(photo, [overlay]))
+    contact = probs >= threshold
+    query = {"kind": part.kind, "object": part.object, "template": "photo", "prompt": part.prompt, "answer": part.text,
+             "found_seg": bool(part.found_seg), "mask_size": [int(probs.shape[1]), int(probs.shape[0])],
+             "num_contact_pixels": int(contact.sum()), "contact_fraction": round(float(contact.mean()), 6),
+             "max_prob": round(float(probs.max(initial=0.0)), 4), "mean_prob": round(float(probs.mean()), 4)}
+    if part.segmentation is not None:
+        query["answer_body_parts"] = parts_named_in(part.text, list(part.segmentation))
+    notes = list(info.get("notes", [])) + list(part.notes)
+    notes.append("2D model: contact is predicted on the photo's pixels; there are no per-vertex probabilities and no "
+                 "mesh, and body parts are only those the answer names (no per-part scores)")
+    if not part.found_seg:
+        notes.append("the model's answer contained no segmentation token, so there is no prediction: the mask is "
+                     "empty — this means 'no answer', not 'no contact'")
+    summary: dict[str, Any] = {"sample": sample, "mode": mode, "object": part.object, "threshold": threshold, **query}
+    summary.update({k: v for k, v in info.items() if k not in summary and k != "notes"})
+    summary["queries"] = [query]
+    summary["notes"] = notes
+    summary_path = out_dir / f"{stem}_summary.json"
+    summary["files"] = [p.name for p in files + [summary_path]]
+    write_json(summary_path, summary)
+    return summary
+
+
 def write_sample(out_dir: Path, sample: str, mode: str, parts: list[PartResult], photo: np.ndarray, threshold: float,
                  info: dict[str, Any], extra_arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
     """Write every output file of one sample; returns the summary dict (also written as JSON)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    if parts[0].on_photo:
+        return write_photo_sample(out_dir, sample, mode, parts[0], photo, threshold, info, extra_arrays)
     stem = f"{sample}_{mode}"
     files: list[Path] = []
     main = parts[0]
@@ -239,6 +321,11 @@ One folder per sample (`<sample>` = image name, plus `__<object>` when one image
 | `<sample>_{mode}_mesh.ply` / `.glb` | the canonical body (or the object mesh) with contact vertices (probability >= threshold) red, others grey |
 | `<sample>_{mode}_views.png` | 2x2 overlay of the predicted masks (probability >= threshold) on the template renders |
 | `<sample>_{mode}_combined.png` | the input photo beside the 2x2 overlay(s) |
+
+A 2D model (`h2dcontact`) writes `<sample>_h2dcontact_mask.npz` (`pred_contact_2d` [H, W], a contact probability
+per photo pixel) and `_mask.png` (the same as 8-bit grey) instead of the vertex file and meshes; its `_views.png`
+is the photo with the contact pixels blended red, and its summary counts contact pixels and lists the body parts
+the answer names.
 
 `found_seg: false` means the answer had no segmentation token: the outputs are then empty (all zeros), which says
 "no prediction", not "no contact". `run_summary.json` lists the inputs that succeeded, failed (with the reason) or

@@ -41,6 +41,34 @@ def contact_report(samples: Sequence[Sample], geodesic: Any = None, scale: float
             "binary": _jsonable(binary), "pr_curve": _jsonable(curve)}
 
 
+PhotoSample = tuple[str, str, np.ndarray, np.ndarray]  # (image id, object name, pred logits [H, W], gt [H, W])
+
+
+def photo_contact_report(samples: Sequence[PhotoSample], threshold: float = 0.5,
+                         thresholds: Sequence[float] = tuple(np.linspace(0.05, 0.95, 19))) -> dict[str, Any]:
+    """2D contact on photos (``h2dcontact``): per (image, object) pixel P/R/F1 with DECO's rules, gIoU and cIoU,
+    overall and per object, plus the precision-recall curve over thresholds (same report layout as
+    :func:`contact_report`, ``kind="pixels"``)."""
+    samples = list(samples)
+    preds, gts = [s[2] for s in samples], [s[3] for s in samples]
+    overall = M.pixel_contact_metrics(preds, gts, threshold=threshold)
+    keep = ("f1", "precision", "recall", "giou", "ciou", "count")
+    per_object = {}
+    for name in sorted({s[1] for s in samples}):
+        idx = [i for i, s in enumerate(samples) if s[1] == name]
+        metrics = M.pixel_contact_metrics([preds[i] for i in idx], [gts[i] for i in idx], threshold=threshold)
+        per_object[name] = {k: metrics[k] for k in keep}
+    curve = {"thresholds": list(map(float, thresholds)), "precision": [], "recall": [], "f1": []}
+    for t in thresholds:
+        m = M.pixel_contact_metrics(preds, gts, threshold=float(t))
+        for k in ("precision", "recall", "f1"):
+            curve[k].append(m[k])
+    return {"kind": "pixels", "threshold": threshold, "num_samples": len(samples),
+            "semantic": _jsonable({"overall": {k: overall[k] for k in keep}, "per_object": per_object,
+                                   "per_sample": {"f1": overall["per_image_f1"]}}),
+            "pr_curve": _jsonable(curve)}
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -54,7 +82,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def markdown_table(rows: dict[str, dict[str, Any]], title: str = "") -> str:
-    """One row per method/split: F1, precision, recall (semantic, binary) and FP geodesic error."""
+    """One row per method/split: F1, precision, recall (semantic, binary) and FP geodesic error; for 2D reports
+    (``kind="pixels"``) pixel F1/P/R, gIoU and cIoU."""
+    if rows and all(r.get("kind") == "pixels" for r in rows.values()):
+        lines = [f"### {title}" if title else "", "",
+                 "| method | pixel F1 | pixel P | pixel R | gIoU | cIoU | samples |", "|---|---|---|---|---|---|---|"]
+        for name, report in rows.items():
+            m = report["semantic"]["overall"]
+            lines.append(f"| {name} | {m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['giou']:.3f} | "
+                         f"{m['ciou']:.3f} | {report['num_samples']} |")
+        return "\n".join(lines).strip() + "\n"
+    if any(r.get("kind") == "pixels" for r in rows.values()):
+        raise ValueError("cannot mix 2D (pixel) and 3D (vertex) reports in one table")
     lines = [f"### {title}" if title else "", "",
              "| method | semantic F1 | semantic P | semantic R | FP geo (cm) | binary F1 | binary P | binary R | samples |",
              "|---|---|---|---|---|---|---|---|---|"]

@@ -591,6 +591,34 @@ def giou_ciou(pred_logits: Any, gt: Any, ignore: int = -1) -> dict[str, Any]:
     }
 
 
+def pixel_contact_metrics(pred_logits: Sequence[Any], gt: Sequence[Any], threshold: float = 0.5, ignore: int = -1
+                          ) -> dict[str, Any]:
+    """2D contact masks on photos (``h2dcontact``): DECO's per-image P/R/F1 rules applied to pixels, plus gIoU/cIoU.
+
+    pred_logits, gt: one ``[H, W]`` mask per image (sizes may differ between images); contact where
+    ``sigmoid(logit) >= threshold``; GT in {0, 1, ``ignore``}, ignored pixels excluded. Means over images, so a small
+    photo counts as much as a large one (as DECO averages over images, not vertices).
+    """
+    if len(pred_logits) != len(gt):
+        raise ValueError(f"{len(pred_logits)} predicted masks but {len(gt)} ground-truth masks")
+    tp, pp, gp, positive = [], [], [], []
+    for i, (p, g) in enumerate(zip(pred_logits, gt)):
+        p, g = to_numpy(p).astype(np.float64), to_numpy(g)
+        if p.shape != g.shape:
+            raise ValueError(f"mask {i}: pred {p.shape} vs gt {g.shape}")
+        valid = g != ignore
+        pb = (1.0 / (1.0 + np.exp(-np.clip(p, -60, 60))) >= threshold) & valid
+        gb = (g == 1) & valid
+        tp.append((pb & gb).sum()), pp.append(pb.sum()), gp.append(gb.sum())
+        positive.append(np.where(pb, 1.0, -1.0))
+    per_image = _deco_rules(np.array(tp), np.array(pp), np.array(gp))
+    out: dict[str, Any] = {k: _mean(v) for k, v in per_image.items()}
+    out.update({f"per_image_{k}": v for k, v in per_image.items()})
+    ious = giou_ciou(positive, [to_numpy(g) for g in gt], ignore=ignore)
+    out.update(giou=ious["giou"], ciou=ious["ciou"], count=len(tp))
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------- curves
 def precision_recall_curve(
     preds: Any, gts: Any, thresholds: Sequence[float] = tuple(np.linspace(0.05, 0.95, 19)), rule: str = "deco"

@@ -28,6 +28,8 @@ class Recipe:
     val: tuple[DataSource, ...]
     preset: str = "lisa-13b"
     init: str | None = None  # model directory to start from (e.g. converted LISA-13B); None = preset's random init
+    warm_start: str | None = None  # model directory whose tensors seed a randomly initialised model where names and
+    # shapes match (e.g. a 2D model from the 3D one: same CLIP/LM/SAM, different views); the rest stays random
     model_overrides: dict = field(default_factory=dict)
     epochs: int = 30
     steps_per_epoch: int = 500
@@ -89,20 +91,36 @@ register(Recipe(
                      "hC_loss_weight": 3.0, "oC_loss_weight": 3.0},
 ))
 # CPU: the tiny preset on SynthContact, everything trained from scratch (no pretrained CLIP/LLM exists here).
-def _tiny_sam_256() -> dict:
+def _tiny_sam(image_size: int = 256) -> dict:
     from model.config import SAM_ENCODERS
 
-    return SAM_ENCODERS["tiny"](image_size=256).to_dict()
+    return SAM_ENCODERS["tiny"](image_size=image_size).to_dict()
 
 
 # SAM input and masks at 256 px (16×16 embeddings): at 128 px the hands and feet are a pixel or two of the 32×32 masks.
 register(Recipe(
     "synth-tiny", "interactvlm-tiny-synthcontact",
     train=(DataSource("synthcontact_hcontact"),), val=(DataSource("synthcontact_hcontact", "val"),),
-    preset="tiny", init=None, model_overrides={"question_type": "parts", "sam_config": _tiny_sam_256(), "mask_size": 256},
+    preset="tiny", init=None, model_overrides={"question_type": "parts", "sam_config": _tiny_sam(256), "mask_size": 256},
     epochs=5, steps_per_epoch=200,
     batch_size=8, grad_accumulation_steps=1, lr=1e-3, warmup_steps=30, use_lora=False, precision="fp32",
     body_part_dropout=0.2, val_max_samples=48,
+))
+
+
+# The 2D variant (the original's interactvlm-2d-hcontact, at CPU size): SAM segments the photo itself, so its image
+# encoder is trained too; CLIP, LM and the SAM decoder start from the bundled 3D tiny model (same images, same
+# questions). Contact covers ~0.1 % of a photo's pixels: at a 256-px SAM input (64-px low-res masks) a contact region
+# is a pixel or two, hence 512 (the encoder's size-dependent position tables then start from scratch).
+register(Recipe(
+    "synth-tiny-2d", "interactvlm-tiny-2d-synthcontact",
+    train=(DataSource("synthcontact_h2dcontact"),), val=(DataSource("synthcontact_h2dcontact", "val"),),
+    preset="tiny", init=None, warm_start="trained_models/interactvlm-tiny-synthcontact",
+    model_overrides={"question_type": "parts", "sam_config": _tiny_sam(512), "mask_size": 256, "contact_2d": True,
+                     "num_views": 1, "cam_encoder_type": "none", "train_sam_encoder": True, "hC_loss_weight": 0.0},
+    epochs=12, steps_per_epoch=200,
+    batch_size=8, grad_accumulation_steps=1, lr=1e-3, warmup_steps=30, use_lora=False, precision="fp32",
+    body_part_dropout=0.5, val_max_samples=96,
 ))
 
 

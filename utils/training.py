@@ -14,7 +14,7 @@ from model.interactvlm import InteractVLMForCausalLM
 from model.io import attach_tokenizer, load_interactvlm, save_interactvlm
 from model.losses import LossWeights, combine_losses
 from model.tokenizer import build_tiny_tokenizer
-from model.view_templates import ViewTemplate
+from model.view_templates import PhotoTemplate, ViewTemplate
 from utils.body_models import canonical_mesh, default_body_model_dir
 from utils.geometry.template_views import render_template
 from utils.geometry.views import get_view_set
@@ -54,13 +54,35 @@ def ensure_human_template(dataset_dir: Path, config) -> ViewTemplate:
                                     config.human_lift_mode, name="human", num_vertices=num_vertices)
 
 
+def _repo_path(path: str | Path) -> Path:
+    """Recipe paths are relative to the repository, never to the working directory."""
+    path = Path(path)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def warm_start(model, model_dir: Path) -> dict[str, int]:
+    """Copy every tensor of ``model_dir`` whose name and shape match ``model``'s (the rest keeps its initialisation).
+
+    Used to start a 2D model from a 3D one: CLIP, LM, projector and SAM carry over, the per-view camera gates do not.
+    The source is loaded as a model (not read as raw safetensors): transformers renames keys on save and load.
+    """
+    if not (Path(model_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"warm start: {model_dir} is not a model directory (no config.json)")
+    source = InteractVLMForCausalLM.from_pretrained(model_dir).state_dict()
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matched, strict=False)
+    counts = {"copied": len(matched), "skipped": len(source) - len(matched), "left_random": len(own) - len(matched)}
+    print(f"warm start from {model_dir}: {counts['copied']} tensors copied, {counts['skipped']} skipped "
+          f"(name/shape mismatch), {counts['left_random']} left at their initialisation")
+    return counts
+
+
 def build_model(recipe: Recipe, device: str, dataset_dir: Path | None = None):
     """Model + tokenizer for a recipe: from its ``init`` model directory, or the preset's random initialisation."""
     dataset_dir = Path(dataset_dir) if dataset_dir is not None else REPO_ROOT / "data"
     if recipe.init:
-        init = Path(recipe.init)
-        init = init if init.is_absolute() else REPO_ROOT / init
-        model, tokenizer = load_interactvlm(init, device=device)
+        model, tokenizer = load_interactvlm(_repo_path(recipe.init), device=device)
         for key, value in recipe.model_overrides.items():
             setattr(model.config, key, value)
     else:
@@ -70,6 +92,10 @@ def build_model(recipe: Recipe, device: str, dataset_dir: Path | None = None):
         config = build_config(recipe.preset, **recipe.model_overrides)
         attach_tokenizer(config, tokenizer)
         model = InteractVLMForCausalLM(config).to(device)
+        if recipe.warm_start:
+            warm_start(model, _repo_path(recipe.warm_start))
+    if model.config.contact_2d:  # SAM sees each sample's photo: no body template
+        return model, tokenizer
     if "human" not in model.templates or recipe.model_overrides.get("human_view_set"):
         model.add_template("human", ensure_human_template(dataset_dir, model.config))
     return model, tokenizer
@@ -78,9 +104,24 @@ def build_model(recipe: Recipe, device: str, dataset_dir: Path | None = None):
 _OBJECT_TEMPLATES: dict[str, ViewTemplate] = {}
 
 
-def sample_template(model, key: str, meta: dict | None = None, num_vertices: int | None = None) -> ViewTemplate:
-    """``"human"``, a template folder, or an object sample's per-view files (``meta["render_paths"]`` and
-    ``meta["lift_map_paths"]``), cached per object so each one's SAM embeddings are computed once."""
+def check_model_kind(model, key: str) -> None:
+    """2D samples need a 2D model and vice versa: a mismatch would train or score the wrong SAM input silently."""
+    if (key == "image") != bool(model.config.contact_2d):
+        need, have = ("a 2D", "a 3D") if key == "image" else ("a 3D", "a 2D")
+        raise ValueError(f"{key!r} samples need {need} model (config.contact_2d={key == 'image'}), but this is {have} "
+                         f"model; use a 2D recipe/model for h2dcontact data and a 3D one for template data")
+
+
+def sample_template(model, key: str, meta: dict | None = None, num_vertices: int | None = None,
+                    photo: tuple | None = None) -> ViewTemplate | PhotoTemplate:
+    """``"human"``, ``"image"`` (a 2D sample: its photo, from the collated ``photo`` input), a template folder, or an
+    object sample's per-view files (``meta["render_paths"]`` and ``meta["lift_map_paths"]``), cached per object so
+    each one's SAM embeddings are computed once."""
+    check_model_kind(model, key)
+    if key == "image":
+        if photo is None:
+            raise ValueError("a 2D sample needs its photo's SAM input (the Collator's `photos` entry)")
+        return PhotoTemplate(*photo).to(model.device)
     if key == "human":
         return model.template("human")
     files = tuple((meta or {}).get("lift_map_paths", ()))
@@ -103,8 +144,9 @@ def model_inputs(model, batch: dict) -> dict:
     device = model.device
     metas = batch.get("meta") or [None] * len(batch["templates"])
     labels = batch.get("vertex_labels") or [None] * len(batch["templates"])
-    templates = [sample_template(model, key or "human", meta, None if lab is None else len(lab))
-                 for key, meta, lab in zip(batch["templates"], metas, labels)]
+    photos = batch.get("photos") or [None] * len(batch["templates"])
+    templates = [sample_template(model, key or "human", meta, None if lab is None else len(lab), photo)
+                 for key, meta, lab, photo in zip(batch["templates"], metas, labels, photos)]
     return {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device),
             "labels": batch["labels"].to(device), "clip_pixel_values": batch["clip_pixel_values"].to(device),
             "templates": templates}
@@ -149,28 +191,42 @@ def predict_dataset(model, tokenizer, dataset, max_samples: int | None = None, b
     for start in tqdm(range(0, count, batch_size), desc=f"predict {getattr(dataset, 'name', '')}", disable=not progress):
         samples = [dataset[i] for i in range(start, min(count, start + batch_size))]
         queries = [{"image": j, "prompt": build_prompt(s["question"], None, image_tokens=model.config.image_seq_length),
-                    "template": sample_template(model, s["template"] or "human", s.get("meta"),
-                                                None if s["vertex_labels"] is None else len(s["vertex_labels"]))}
-                   for j, s in enumerate(samples)]
+                    "template": _query_template(model, s)} for j, s in enumerate(samples)]
         predictions = model.generate_contact(tokenizer, [s["image"] for s in samples], queries)
         results.extend(zip(samples, predictions))
     return results
+
+
+def _query_template(model, sample: dict) -> ViewTemplate | PhotoTemplate:
+    """A sample's SAM input at generation time; 2D masks come back at the size of the sample's target mask."""
+    key = sample["template"] or "human"
+    if key == "image":
+        check_model_kind(model, key)
+        shape = None if sample["masks"] is None else tuple(np.shape(sample["masks"])[-2:])
+        return PhotoTemplate.from_image(sample["image"], model.config.sam_image_size, shape).to(model.device)
+    return sample_template(model, key, sample.get("meta"),
+                           None if sample["vertex_labels"] is None else len(sample["vertex_labels"]))
 
 
 def validate(model, tokenizer, val_sets, recipe: Recipe) -> dict[str, float]:
     """Per validation set: DECO F1/precision/recall in generate mode; ``score`` drives best-model selection."""
     import warnings
 
-    from utils.metrics import deco_binary_metrics
+    from utils.metrics import deco_binary_metrics, pixel_contact_metrics
 
     scores = {}
     for dataset in val_sets:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # answers without a seg token are counted, not printed
             pairs = predict_dataset(model, tokenizer, dataset, recipe.val_max_samples)
-        preds = np.stack([p.vertex_probs.float().cpu().numpy() for _, p in pairs])
-        gts = np.stack([s["vertex_labels"] for s, _ in pairs])
-        metrics = deco_binary_metrics(preds, gts)
+        if getattr(dataset, "task", "") == "h2dcontact":  # 2D: pixel P/R/F1 and IoU on the photo
+            metrics = pixel_contact_metrics([p.mask_logits[0].float().cpu().numpy() for _, p in pairs],
+                                            [s["masks"][0] for s, _ in pairs])
+            metrics = {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
+        else:
+            preds = np.stack([p.vertex_probs.float().cpu().numpy() for _, p in pairs])
+            gts = np.stack([s["vertex_labels"] for s, _ in pairs])
+            metrics = deco_binary_metrics(preds, gts)
         scores.update({f"{dataset.name}/{k}": float(v) for k, v in metrics.items()})
         scores[f"{dataset.name}/seg_rate"] = float(np.mean([p.found_seg for _, p in pairs]))
         scores[f"{dataset.name}/score"] = float(metrics["f1"])
