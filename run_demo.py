@@ -7,6 +7,7 @@
     python run_demo.py --mode hcontact-wScene --input photos/ --input-mode file  # scene / ground contact
     python run_demo.py --mode ocontact --input data/demo_samples                 # needs <name>/object_mesh.obj
     python run_demo.py --mode hcontact --input frames/ --video-frames --object chair --smooth 5
+    python run_demo.py --mode h2dcontact --input photos/ --input-mode file      # 2D contact masks on the photos
 
 Modes: hcontact, hcontact-wScene, h2dcontact (2D model only), oafford, ocontact, hcontact-ocontact.
 Outputs go to ``--output-dir`` (default ``outputs/demo/<mode>``), one folder per sample, never into the input.
