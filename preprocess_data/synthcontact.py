@@ -22,6 +22,7 @@ Layout (per split ``train``, ``val``, ``test``, ``test_heldout``; ``test_heldout
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import pickle
@@ -32,12 +33,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-import cv2
 import numpy as np
 
 from preprocess_data import synthcontact_geometry as geo
 from preprocess_data import synthcontact_render as rend
 from preprocess_data import synthcontact_scene as sc
+from preprocess_data.datagen_common import write_bytes, write_png
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET_NAME = "SynthContact"
@@ -305,22 +306,14 @@ class SynthContactGenerator:
             geo.write_ply(split_dir / "objects" / f"{sample.stem}__{o.name}.ply", o.vertices, o.faces,
                           rend_colors_uint8(o.colors))
         for name, masks in sample.masks.items():
-            folder = split_dir / "hcontact_vitruvian_mv2" / name
-            folder.mkdir(parents=True, exist_ok=True)
             for view, mask in zip(self.view_names, masks):
-                path = folder / f"{sample.stem}_{view}.png"
-                if not cv2.imwrite(str(path), (mask > 0).astype(np.uint8) * 255):
-                    raise OSError(f"could not write {path}")
+                write_png(split_dir / "hcontact_vitruvian_mv2" / name / f"{sample.stem}_{view}.png",
+                          (mask > 0).astype(np.uint8) * 255)
         for name, mask in sample.masks_2d.items():  # one per object with 3D contact, even if none of it is visible
-            folder = split_dir / MASK_2D_FOLDER / name
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{sample.stem}_contact_mask.png"
-            if not cv2.imwrite(str(path), (mask > 0).astype(np.uint8) * 255):
-                raise OSError(f"could not write {path}")
-        image_path = split_dir / "images" / f"{sample.stem}.jpg"
-        tmp = image_path.with_suffix(".jpg.tmp")
-        tmp.write_bytes(sample.image_jpeg)
-        os.replace(tmp, image_path)  # the image is written last: its presence marks the files as complete
+            write_png(split_dir / MASK_2D_FOLDER / name / f"{sample.stem}_contact_mask.png",
+                      (mask > 0).astype(np.uint8) * 255)
+        # the image is written last (atomically): its presence marks the sample's files as complete
+        write_bytes(split_dir / "images" / f"{sample.stem}.jpg", sample.image_jpeg)
         return sample.meta
 
     def generate_and_write(self, out_dir: Path, split: str, index: int) -> dict:
@@ -365,16 +358,10 @@ def read_meta(path: Path) -> dict[str, dict]:
     return entries
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array, allow_pickle=False)
-    os.replace(tmp, path)
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    write_bytes(path, buffer.getvalue())
 
 
 def write_index_files(split_dir: Path, count: int, segmentation: dict[str, np.ndarray]) -> list[dict]:
@@ -406,14 +393,14 @@ def write_index_files(split_dir: Path, count: int, segmentation: dict[str, np.nd
                 body_parts[f"{meta['stem']}_{obj['name']}"] = [
                     str(p) for p in body_parts_from_vertices(np.asarray(ids, dtype=np.int64), segmentation)]
         objectwise.append(per_object)
-    _atomic_save_npy(split_dir / "imgname.npy", np.array([m["imgname"] for m in metas], dtype=str))
-    _atomic_save_npy(split_dir / "contact_label.npy", labels)
-    _atomic_write_bytes(split_dir / "contact_label_objectwise.pkl", pickle.dumps(objectwise, protocol=4))
-    _atomic_write_bytes(split_dir / "body_parts_objectwise.pkl", pickle.dumps(body_parts, protocol=4))
-    _atomic_write_bytes(split_dir / "object_contact.pkl", pickle.dumps(object_contact, protocol=4))
+    _save_npy(split_dir / "imgname.npy", np.array([m["imgname"] for m in metas], dtype=str))
+    _save_npy(split_dir / "contact_label.npy", labels)
+    write_bytes(split_dir / "contact_label_objectwise.pkl", pickle.dumps(objectwise, protocol=4))
+    write_bytes(split_dir / "body_parts_objectwise.pkl", pickle.dumps(body_parts, protocol=4))
+    write_bytes(split_dir / "object_contact.pkl", pickle.dumps(object_contact, protocol=4))
     # meta.jsonl rewritten in index order without duplicates (regenerated samples append a second line)
     text = "".join(json.dumps(m, separators=(",", ":")) + "\n" for m in metas)
-    _atomic_write_bytes(split_dir / "meta.jsonl", text.encode())
+    write_bytes(split_dir / "meta.jsonl", text.encode())
     return metas
 
 
