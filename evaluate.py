@@ -133,7 +133,6 @@ def evaluate_2d(args, model=None, tokenizer=None, baseline=None) -> dict:
 
     from datasets.registry import build_dataset
     from utils.evaluation import photo_contact_report, write_report
-    from utils.training import check_model_kind
 
     config = model.config if model is not None else None
     mask_size = config.mask_size if config is not None else args.mask_size
@@ -143,7 +142,6 @@ def evaluate_2d(args, model=None, tokenizer=None, baseline=None) -> dict:
         raise SystemExit(f"{args.dataset} is not a 2D dataset (masks on the photo); use e.g. synthcontact_h2dcontact")
     indices = list(range(len(dataset) if args.max_samples is None else min(args.max_samples, len(dataset))))
     if model is not None:
-        check_model_kind(model, "image")
         results = predict_model(args, dataset, model, tokenizer, _shard(indices))
         method = args.model_dir.name
     else:
@@ -174,13 +172,13 @@ def photo_panel(image: np.ndarray, pred_logits: np.ndarray, gt: np.ndarray, thre
     import cv2
 
     from utils.demo_outputs import photo_overlay
+    from utils.evaluation import blend_mask
+    from utils.metrics import sigmoid
 
     height, width = gt.shape
     photo = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    probs = 1.0 / (1.0 + np.exp(-np.clip(pred_logits, -60, 60)))
-    truth = photo.copy()
-    truth[gt == 1] = (0.4 * truth[gt == 1] + 0.6 * np.array([40, 170, 60])).astype(np.uint8)
-    return np.concatenate([photo, photo_overlay(photo, probs, threshold), truth], axis=1)
+    truth = blend_mask(photo, gt == 1, (40, 170, 60), alpha=0.6)
+    return np.concatenate([photo, photo_overlay(photo, sigmoid(pred_logits), threshold), truth], axis=1)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -52,14 +52,23 @@ def conversation_text(turns: Sequence[tuple[str, str | None]], image_tokens: int
     return text, spans
 
 
+def photo_template(sample: dict[str, Any], sam_image_size: int):
+    """The SAM input of a 2D sample (template ``"image"``): its photo, with masks decoded at the size of the sample's
+    target mask (else the photo's). Training (the collator) and generation (``utils.training``) both use this."""
+    from model.view_templates import PhotoTemplate
+
+    shape = None if sample.get("masks") is None else tuple(np.shape(sample["masks"])[-2:])
+    return PhotoTemplate.from_image(sample["image"], sam_image_size, shape)
+
+
 class Collator:
     """``Collator(tokenizer, config, training=True)``; call it on a list of sample dicts (a DataLoader ``collate_fn``).
 
     Returns a dict with ``input_ids``, ``attention_mask``, ``labels`` (``[B, L]`` long), ``clip_pixel_values``
     (``[B, 3, s, s]``), per-sample lists ``tasks``, ``templates``, ``masks`` (float32 ``[V, M, M]`` tensors at
     ``config.mask_size``, 2D masks ``[1, h, w]`` at the size the dataset gave them, or None), ``photos`` (for 2D
-    samples, template ``"image"``: the photo's SAM input ``(pixel_values [1, 3, S, S], resized (h, w), mask (h, w))``
-    built here, in the loader workers; None otherwise), ``vertex_labels`` (tensors or None), ``image_paths``, ``class_names``,
+    samples, template ``"image"``: the photo's ``PhotoTemplate`` (:func:`photo_template`), built here in the loader
+    workers; None otherwise), ``vertex_labels`` (tensors or None), ``image_paths``, ``class_names``,
     ``datasets``, ``questions``, ``answers``, ``generation_prompts`` (first question ending at ``ASSISTANT:``) and
     ``num_seg_tokens`` (``[B]``: seg tokens left in each sequence, = the number of mask predictions it yields).
 
@@ -135,14 +144,6 @@ class Collator:
             tensor = F.interpolate(tensor[None], size=(self.mask_size, self.mask_size), mode="nearest")[0]
         return tensor
 
-    def photo_input(self, sample: dict[str, Any], masks: torch.Tensor | None) -> tuple[torch.Tensor, tuple, tuple]:
-        """SAM input of a 2D sample; its masks come back at the target's size (else the photo's)."""
-        from model.sam import sam_preprocess
-
-        pixel_values, sizes = sam_preprocess([sample["image"]], self.sam_image_size)
-        mask_size = tuple(masks.shape[-2:]) if masks is not None else tuple(sample["image"].shape[:2])
-        return pixel_values, sizes[0], mask_size
-
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         from model.interactvlm import clip_preprocess
 
@@ -168,7 +169,7 @@ class Collator:
                 masks.append(torch.as_tensor(np.asarray(sample_masks, dtype=np.float32)).reshape(-1, *np.shape(sample_masks)[-2:]))
             else:
                 masks.append(self.resize_masks(sample_masks))
-            photos.append(self.photo_input(sample, masks[-1]) if on_photo else None)
+            photos.append(photo_template(sample, self.sam_image_size) if on_photo else None)
             vertex_labels.append(None if sample_vertices is None else torch.as_tensor(np.asarray(sample_vertices, dtype=np.float32)))
 
         width = max(len(ids) for ids in all_ids)

@@ -100,13 +100,12 @@ class MaskPrior:
 
     @classmethod
     def fit(cls, names: list[str], masks: list[np.ndarray]) -> "MaskPrior":
-        from utils.metrics import pixel_contact_metrics
+        from utils.metrics import logit, pixel_contact_metrics
 
         grid = (PRIOR_2D_GRID, PRIOR_2D_GRID)
         small = np.stack([_resize(m == 1, grid) for m in masks])
         per_class = {n: small[[i for i, m in enumerate(names) if m == n]].mean(axis=0) for n in sorted(set(names))}
-        raw = [_resize(per_class[n], m.shape, "linear") for n, m in zip(names, masks)]
-        logits = [np.log(np.clip(r, 1e-6, 1 - 1e-6) / np.clip(1 - r, 1e-6, 1)) for r in raw]
+        logits = [logit(_resize(per_class[n], m.shape, "linear")) for n, m in zip(names, masks)]
         thresholds = np.geomspace(0.005, 0.5, 25)
         scores = {float(t): pixel_contact_metrics(logits, masks, threshold=float(t))["f1"] for t in thresholds}
         best = max(scores, key=scores.get)
@@ -159,9 +158,11 @@ class Baseline:
         for start in range(0, len(indices), batch_size):
             samples = [dataset[i] for i in indices[start: start + batch_size]]
             if self.kind == "prior2d":  # (sample, no vertices, mask logits [1, h, w], found)
+                from utils.metrics import logit
+
                 for s in samples:
-                    p = np.clip(self.predictor(s["class_name"], np.shape(s["masks"])[-2:]), 1e-6, 1 - 1e-6)
-                    results.append((s, None, np.log(p / (1 - p))[None].astype(np.float32), True))
+                    probs = self.predictor(s["class_name"], np.shape(s["masks"])[-2:])
+                    results.append((s, None, logit(probs)[None].astype(np.float32), True))
                 continue
             if self.kind == "prior":
                 probs = [self.predictor(s["class_name"]) for s in samples]
@@ -251,12 +252,8 @@ def main(argv: list[str] | None = None) -> None:
         from datasets.registry import build_dataset
 
         train = build_dataset(args.dataset, args.dataset_dir, "train", mask_size=args.mask_size, training=False)
-        names, masks = [], []
-        for i in range(len(train)):
-            sample = train[i]
-            names.append(sample["class_name"])
-            masks.append(sample["masks"][0])
-        prior = MaskPrior.fit(names, masks)
+        # straight from the records: the prior needs the masks and class names, not the decoded photos
+        prior = MaskPrior.fit([r.class_name for r in train.records], [train.read_masks(r)[0] for r in train.records])
         prior.save(args.output)
         print(f"2D prior over {len(prior.per_class)} classes, calibrated threshold {prior.threshold:.3f} → {args.output}")
         return

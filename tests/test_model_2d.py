@@ -141,8 +141,8 @@ def test_2d_dataset_collate_and_loss(tmp_path, body, model_2d, tiny_tokenizer):
     assert samples[0]["masks"].shape == (1, 10, 14)  # 20x28 photo: longest side 14, aspect kept
     batch = Collator(tiny_tokenizer, model_2d.config, training=True)(samples)
     assert [tuple(m.shape) for m in batch["masks"]] == [(1, 10, 14), (1, 10, 14)]
-    pixel_values, input_size, mask_size = batch["photos"][0]
-    assert pixel_values.shape == (1, 3, 128, 128) and mask_size == (10, 14)
+    photo = batch["photos"][0]
+    assert photo.pixel_values.shape == (1, 3, 128, 128) and photo.mask_size == (10, 14)
     model = apply_lora(model_2d, use_lora=False).train()
     out = model(**model_inputs(model, batch))
     total, parts = sample_losses(model, out, batch)

@@ -203,12 +203,11 @@ def part_summary(part: PartResult, threshold: float) -> dict[str, Any]:
 
 def photo_overlay(photo: np.ndarray, probs: np.ndarray, threshold: float, alpha: float = 0.6) -> np.ndarray:
     """Contact pixels (probability >= threshold) blended with red at ``alpha`` (the original's 2D overlay)."""
+    from utils.evaluation import blend_mask
+
     if probs.shape != photo.shape[:2]:
         raise ValueError(f"mask {probs.shape} does not match the photo {photo.shape[:2]}")
-    out = photo.astype(np.float32)
-    contact = probs >= threshold
-    out[contact] = (1 - alpha) * out[contact] + alpha * np.asarray(CONTACT_RGBA[:3], np.float32)
-    return np.round(out).astype(np.uint8)
+    return blend_mask(photo, probs >= threshold, CONTACT_RGBA[:3], alpha)
 
 
 def write_photo_sample(out_dir: Path, sample: str, mode: str, part: PartResult, photo: np.ndarray, threshold: float,

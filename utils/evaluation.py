@@ -148,15 +148,18 @@ def write_report(report: dict[str, Any], output_dir: str | Path, name: str = "re
     return paths
 
 
+def blend_mask(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float = 0.5) -> np.ndarray:
+    """A copy of the uint8 RGB ``image`` with the ``mask`` pixels blended towards ``color`` (every overlay we draw)."""
+    out = image.astype(np.float32)
+    out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
+    return out.astype(np.uint8)
+
+
 def overlay_views(overlays: np.ndarray, masks: np.ndarray, valid: np.ndarray | None = None,
                   color: tuple[int, int, int] = (255, 38, 25), alpha: float = 0.5) -> np.ndarray:
     """2×2 grid (topfront | bottomfront / topback | bottomback) with ``masks [V,H,W]`` (bool) blended in red."""
-    views = []
-    for v in range(len(overlays)):
-        image = overlays[v].astype(np.float32).copy()
-        sel = masks[v] if valid is None else masks[v] & valid[v]
-        image[sel] = (1 - alpha) * image[sel] + alpha * np.asarray(color, np.float32)
-        views.append(image.astype(np.uint8))
+    views = [blend_mask(overlays[v], masks[v] if valid is None else masks[v] & valid[v], color, alpha)
+             for v in range(len(overlays))]
     while len(views) % 2:
         views.append(np.full_like(views[0], 255))
     rows = [np.concatenate(views[i: i + 2], axis=1) for i in range(0, len(views), 2)]

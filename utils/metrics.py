@@ -73,6 +73,17 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def sigmoid(logits: Any) -> np.ndarray:
+    """Probabilities of numpy logits (clipped so that ±inf, e.g. "no prediction" masks, stay finite and silent)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(logits, dtype=np.float64), -60, 60)))
+
+
+def logit(probs: Any, eps: float = 1e-6) -> np.ndarray:
+    """Logits of probabilities clipped to ``[eps, 1 − eps]``: lets probability maps go through logit-based metrics."""
+    p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    return np.log(p / (1 - p))
+
+
 def _torch_dtype(name: str):
     import torch
 
@@ -607,7 +618,7 @@ def pixel_contact_metrics(pred_logits: Sequence[Any], gt: Sequence[Any], thresho
         if p.shape != g.shape:
             raise ValueError(f"mask {i}: pred {p.shape} vs gt {g.shape}")
         valid = g != ignore
-        pb = (1.0 / (1.0 + np.exp(-np.clip(p, -60, 60))) >= threshold) & valid
+        pb = (sigmoid(p) >= threshold) & valid
         gb = (g == 1) & valid
         tp.append((pb & gb).sum()), pp.append(pb.sum()), gp.append(gb.sum())
         positive.append(np.where(pb, 1.0, -1.0))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from datasets.collate import photo_template
 from model.config import build_config
 from model.interactvlm import InteractVLMForCausalLM
 from model.io import attach_tokenizer, load_interactvlm, save_interactvlm
@@ -113,7 +114,7 @@ def check_model_kind(model, key: str) -> None:
 
 
 def sample_template(model, key: str, meta: dict | None = None, num_vertices: int | None = None,
-                    photo: tuple | None = None) -> ViewTemplate | PhotoTemplate:
+                    photo: PhotoTemplate | None = None) -> ViewTemplate | PhotoTemplate:
     """``"human"``, ``"image"`` (a 2D sample: its photo, from the collated ``photo`` input), a template folder, or an
     object sample's per-view files (``meta["render_paths"]`` and ``meta["lift_map_paths"]``), cached per object so
     each one's SAM embeddings are computed once."""
@@ -121,7 +122,7 @@ def sample_template(model, key: str, meta: dict | None = None, num_vertices: int
     if key == "image":
         if photo is None:
             raise ValueError("a 2D sample needs its photo's SAM input (the Collator's `photos` entry)")
-        return PhotoTemplate(*photo).to(model.device)
+        return photo.to(model.device)
     if key == "human":
         return model.template("human")
     files = tuple((meta or {}).get("lift_map_paths", ()))
@@ -200,12 +201,9 @@ def predict_dataset(model, tokenizer, dataset, max_samples: int | None = None, b
 def _query_template(model, sample: dict) -> ViewTemplate | PhotoTemplate:
     """A sample's SAM input at generation time; 2D masks come back at the size of the sample's target mask."""
     key = sample["template"] or "human"
-    if key == "image":
-        check_model_kind(model, key)
-        shape = None if sample["masks"] is None else tuple(np.shape(sample["masks"])[-2:])
-        return PhotoTemplate.from_image(sample["image"], model.config.sam_image_size, shape).to(model.device)
+    photo = photo_template(sample, model.config.sam_image_size) if key == "image" else None
     return sample_template(model, key, sample.get("meta"),
-                           None if sample["vertex_labels"] is None else len(sample["vertex_labels"]))
+                           None if sample["vertex_labels"] is None else len(sample["vertex_labels"]), photo)
 
 
 def validate(model, tokenizer, val_sets, recipe: Recipe) -> dict[str, float]:
