@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.demo import MODES, DemoError, DemoRunner, Job, RunReport, TemporalSmoother, get_mode, training_note
+from utils.demo import (MODES, DemoError, DemoRunner, Job, RunReport, TemporalSmoother, get_mode, require_model_dir,
+                        training_note)
 from utils.demo_io import DEFAULT_MAX_SIDE, Discovery, InputError, discover, load_image, safe_name
 from utils.demo_outputs import write_json, write_npz, write_output_readme, write_sample
 from utils.paths import REPO_ROOT
@@ -128,12 +129,7 @@ def run(args: argparse.Namespace) -> int:
         if _is_inside(output_dir, folder):
             raise DemoError(f"the output folder {output_dir} lies inside the input folder {folder}; the demo never "
                             "writes into its input (choose another --output-dir)")
-    if not (Path(args.model) / "config.json").is_file():
-        raise DemoError(
-            f"model directory {args.model} not found (no config.json). The bundled "
-            "models trained_models/interactvlm-tiny-synthcontact (3D) and interactvlm-tiny-2d-synthcontact (2D) are "
-            "made by `bash scripts/run_train.sh synth-tiny` / `synth-tiny-2d`; "
-            "for other models see trained_models/README.md, or pass --model DIR")
+    require_model_dir(args.model)  # before anything is written
     _check_output_dir(output_dir)
 
     report = RunReport(skipped=list(found.skipped))

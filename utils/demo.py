@@ -142,6 +142,15 @@ def segmentation_path(template: str, model_dir: Path, body_model_dir: Path, data
     return next((c for c in candidates if c.is_file()), None)
 
 
+def require_model_dir(model_dir: Path) -> None:
+    if not (Path(model_dir) / "config.json").is_file():
+        raise DemoError(
+            f"model directory {model_dir} not found (no config.json). The bundled models "
+            "trained_models/interactvlm-tiny-synthcontact (3D) and interactvlm-tiny-2d-synthcontact (2D) are "
+            "made by `bash scripts/run_train.sh synth-tiny` / `synth-tiny-2d`; "
+            "for other models see trained_models/README.md, or pass --model DIR")
+
+
 class DemoRunner:
     """Model + tokenizer + templates, and the batched prediction of a list of jobs."""
 
@@ -160,12 +169,7 @@ class DemoRunner:
         self.body_model_dir = Path(body_model_dir) if body_model_dir else default_body_model_dir()
         self.data_dir = Path(data_dir) if data_dir else _default_data_dir()
         self.notes: list[str] = []
-        if not (self.model_dir / "config.json").is_file():
-            raise DemoError(
-                f"model directory {self.model_dir} not found (no config.json). The bundled models "
-                "trained_models/interactvlm-tiny-synthcontact (3D) and interactvlm-tiny-2d-synthcontact (2D) are "
-                "made by `bash scripts/run_train.sh synth-tiny` / `synth-tiny-2d`; "
-                "other models: see trained_models/README.md, or pass --model DIR")
+        require_model_dir(self.model_dir)
         config = InteractVLMConfig.from_pretrained(self.model_dir)
         kind = model_kind(config)
         if mode.two_d and kind != "2d":
@@ -193,8 +197,8 @@ class DemoRunner:
         self.body_mesh: tuple[np.ndarray, np.ndarray] | None = None
         self.segmentation: dict[str, np.ndarray] | None = None
         self.human_template_name = str(self.config.human_template)
-        if mode.two_d:
-            self._load_part_names()
+        if mode.two_d:  # no vertices to score, but the answers name body parts
+            self.segmentation = self._load_segmentation()[0]
         elif mode.human:
             self.human_template = self.model.template("human")
             self._load_body()
@@ -213,7 +217,7 @@ class DemoRunner:
         cache.cache_dir = None
 
     def _load_body(self) -> None:
-        from utils.body_models import canonical_mesh, load_part_segmentation
+        from utils.body_models import canonical_mesh
 
         name, n = self.human_template_name, self.human_template.num_vertices
         try:
@@ -227,29 +231,27 @@ class DemoRunner:
                 self.body_mesh = (np.asarray(mesh.vertices), np.asarray(mesh.faces))
         except (FileNotFoundError, ValueError, ImportError) as err:
             self.notes.append(f"no coloured body mesh: {err}")
-        path = segmentation_path(name, self.model_dir, self.body_model_dir, self.data_dir)
-        if path is None:
-            self.notes.append(f"no part segmentation for body template {name!r}: body parts are not reported")
-            return
-        try:
-            seg = load_part_segmentation(path)
-        except (OSError, ValueError) as err:
-            self.notes.append(f"part segmentation {path} unreadable ({err}): body parts are not reported")
-            return
-        if any(len(ids) and ids.max() >= n for ids in seg.values()):
+        seg, path = self._load_segmentation()
+        if seg is not None and any(len(ids) and ids.max() >= n for ids in seg.values()):
             self.notes.append(f"part segmentation {path} does not fit the {n}-vertex template: body parts not reported")
             return
         self.segmentation = seg
 
-    def _load_part_names(self) -> None:
-        """A 2D model has no vertices to score, but its answers name body parts: keep the vocabulary to find them."""
+    def _load_segmentation(self) -> tuple[dict[str, np.ndarray] | None, Path | None]:
+        """The body template's part segmentation (3D: per-part scores; 2D: the part names its answers use), or None
+        with a note saying why."""
         from utils.body_models import load_part_segmentation
 
-        path = segmentation_path(self.human_template_name, self.model_dir, self.body_model_dir, self.data_dir)
+        name = self.human_template_name
+        path = segmentation_path(name, self.model_dir, self.body_model_dir, self.data_dir)
+        if path is None:
+            self.notes.append(f"no part segmentation for body template {name!r}: body parts are not reported")
+            return None, None
         try:
-            self.segmentation = load_part_segmentation(path) if path is not None else None
+            return load_part_segmentation(path), path
         except (OSError, ValueError) as err:
-            self.notes.append(f"part segmentation {path} unreadable ({err}): body parts in answers are not listed")
+            self.notes.append(f"part segmentation {path} unreadable ({err}): body parts are not reported")
+            return None, path
 
     @property
     def model_name(self) -> str:
