@@ -1,28 +1,45 @@
-"""Evaluate a model directory (or a baseline) on a contact dataset.
+"""Evaluate a model directory (or a baseline) on contact / affordance datasets.
 
     python evaluate.py --model-dir trained_models/interactvlm-tiny-synthcontact --dataset synthcontact_hcontact --split test
     python evaluate.py --model-dir DIR --dataset damon_hcontact --split test --metrics interactvlm   # the original's formulas
+    python evaluate.py --model-dir DIR --dataset pico_ocontact --split test                         # object contact
+    python evaluate.py --model-dir DIR --dataset piad_oafford --split test                          # affordance (PIAD)
+    python evaluate.py --model-dir DIR --dataset damon_hcontact pico_ocontact --split test           # joint model, both sides
     python evaluate.py --baseline prior --baseline-path trained_models/baselines/prior_synthcontact.npz ...
     python evaluate.py --model-dir trained_models/interactvlm-tiny-2d-synthcontact --dataset synthcontact_h2dcontact
     deepspeed --num_gpus 4 evaluate.py --model-dir DIR ...                                          # data-parallel
 
+What is scored depends on the dataset's task:
+
+* ``hcontact`` (3D human contact per body vertex): DECO semantic P/R/F1 per (image, object) and FP geodesic error,
+  binary per image (union over objects); ``--metrics interactvlm`` for the original's formulas;
+* ``h2dcontact`` (2D contact on the photo): DECO's per-image rules on pixels, gIoU and cIoU;
+* ``ocontact`` (object contact per mesh vertex, PICO layout): the original's per-sample P/R/F1 and DECO's rules;
+* ``oafford`` (affordance per point, PIAD layout): SIM, MAE, AUC and aIoU with IAGNet's NaN rule.
+
+Every report also holds ``diversity``: how much the predictions differ across samples (mean pairwise IoU of the
+binarised masks, per-element std); a model that answers every input alike is flagged as collapsed.
 Default mode is ``generate`` (the model writes its own answer, as at test time); ``--mode forward`` feeds the ground
-truth answer (LISA-style, optimistic). Writes ``results.json``, ``results.md``, per-object F1 bars, a
-precision-recall curve and a few qualitative renders under ``--output-dir``. A 2D model (``h2dcontact``) is scored
-on the photo's pixels: DECO's per-image P/R/F1 rules on pixels, gIoU and cIoU.
+truth answer (LISA-style, optimistic). Writes ``results.json``, ``results.md``, per-object bars, a precision-recall
+curve and a few qualitative renders under ``--output-dir`` (with several datasets: one subfolder per dataset).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import copy
+import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from utils.distributed import is_main_process, rank, world_size
+from utils.evaluation import (EvalItem, collapse_warning, headline, item_from_prediction, qualitative_panel,
+                              task_report, write_report)
 from utils.paths import REPO_ROOT
 
 
@@ -32,7 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--baseline", choices=["prior", "direct", "prior2d"], default=None,
                         help="evaluate a baseline instead (prior2d: the 2D mask prior, for h2dcontact datasets)")
     parser.add_argument("--baseline-path", type=Path, default=None)
-    parser.add_argument("--dataset", default="synthcontact_hcontact", help="reader name, see datasets/registry.py")
+    parser.add_argument("--dataset", nargs="+", default=["synthcontact_hcontact"],
+                        help="reader name(s), see datasets/registry.py; several = one report each (a joint model's "
+                             "human and object sides)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--dataset-dir", type=Path, default=REPO_ROOT / "data")
     parser.add_argument("--mode", choices=["generate", "forward"], default="generate")
@@ -50,24 +69,62 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@dataclass
+class Method:
+    """What is evaluated: a model (with its tokenizer) or a baseline, and the config its datasets are read with."""
+
+    name: str
+    config: Any
+    model: Any = None
+    tokenizer: Any = None
+    baseline: Any = None
+    human_template: Any = None  # ViewTemplate of the body (3D methods), for the valid region and the geodesics
+
+
+def load_method(args: argparse.Namespace, device: str) -> Method:
+    if (args.model_dir is None) == (args.baseline is None):
+        raise SystemExit("give exactly one of --model-dir or --baseline")
+    if args.model_dir is not None:
+        from model.io import load_interactvlm
+
+        model, tokenizer = load_interactvlm(args.model_dir, device=device)
+        human = None if model.config.contact_2d else model.template("human")
+        return Method(args.model_dir.name, model.config, model, tokenizer, human_template=human)
+    from model.baselines import load_baseline
+
+    baseline = load_baseline(args.baseline, args.baseline_path, device=device)
+    config = baseline.config
+    if args.baseline == "prior2d":  # masks at the size asked for (a model uses its own mask_size)
+        config = copy.deepcopy(config)
+        config.mask_size = args.mask_size
+    return Method(f"baseline-{args.baseline}", config, baseline=baseline, human_template=baseline.template)
+
+
+def build_eval_dataset(name: str, args: argparse.Namespace, method: Method):
+    """The dataset read exactly as training validates on it (same reader options from the config)."""
+    from datasets.builder import build_validation_data
+    from utils.recipes import DataSource, Recipe
+
+    recipe = Recipe("evaluate", "evaluate", train=(), val=(DataSource(name, args.split),))
+    valid = None if method.human_template is None else method.human_template.valid.cpu().numpy()
+    return build_validation_data(recipe, args.dataset_dir, method.config, valid)[0]
+
+
 def geodesic_for(args, num_vertices: int, template_name: str):
     """Matrix in metres (→ reported in cm): ours for the synthetic body, the RICH/DECO file for SMPL."""
     if args.geodesic == "none":
         return None
-    if args.geodesic != "auto":
-        from utils.geometry.geodesic import load_geodesic_matrix
+    from utils.geometry.geodesic import geodesic_matrix, load_geodesic_matrix
 
+    if args.geodesic != "auto":
         return load_geodesic_matrix(args.geodesic, num_vertices)
     if num_vertices == 6890:
         path = args.dataset_dir / "smpl_neutral_geodesic_dist.npy"
         if not path.is_file():
             warnings.warn(f"no geodesic matrix at {path} (ships in the original data.zip): geodesic errors skipped")
             return None
-        from utils.geometry.geodesic import load_geodesic_matrix
-
         return load_geodesic_matrix(path, num_vertices)
     from utils.body_models import canonical_mesh, default_body_model_dir
-    from utils.geometry.geodesic import geodesic_matrix
 
     mesh = canonical_mesh(template_name, default_body_model_dir())
     return geodesic_matrix(mesh.vertices, mesh.faces)
@@ -77,46 +134,54 @@ def _shard(indices: list[int]) -> list[int]:
     return indices[rank()::world_size()]
 
 
-def predict_model(args, dataset, model, tokenizer, indices: list[int]):
-    """(sample, vertex probs [N], mask logits [V,M,M]) per index, in generate or forward mode."""
-    from utils.training import predict_dataset
+class _Subset(torch.utils.data.Dataset):
+    """The samples of ``indices`` (this rank's share), keeping the dataset's name and task."""
 
-    class Subset(torch.utils.data.Dataset):
-        name = dataset.name
+    def __init__(self, dataset, indices: list[int]) -> None:
+        self.dataset, self.indices = dataset, indices
+        self.name, self.task = dataset.name, getattr(dataset, "task", "")
 
-        def __len__(self):
-            return len(indices)
+    def __len__(self) -> int:
+        return len(self.indices)
 
-        def __getitem__(self, i):
-            return dataset[indices[i]]
+    def __getitem__(self, i: int) -> dict:
+        return self.dataset[self.indices[i]]
 
+
+def model_items(args, dataset, model, tokenizer, indices: list[int], keep: int) -> list[EvalItem]:
+    """The model's predictions, in generate mode (its own answer) or forward mode (the ground-truth answer)."""
+    from utils.training import prediction_items
+
+    subset = _Subset(dataset, indices)
+    task = subset.task
     if args.mode == "generate":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            pairs = predict_dataset(model, tokenizer, Subset(), batch_size=args.batch_size, progress=is_main_process())
-        return [(s, None if p.vertex_probs is None else p.vertex_probs.float().cpu().numpy(),
-                 p.mask_logits.float().cpu().numpy(), p.found_seg) for s, p in pairs]
+        return prediction_items(model, tokenizer, subset, batch_size=args.batch_size, keep_views=keep,
+                                progress=is_main_process())
     from datasets.collate import Collator
     from utils.training import model_inputs
 
     collator = Collator(tokenizer, model.config, training=False)
-    results = []
+    items = []
     with torch.no_grad():
-        for start in range(0, len(indices), args.batch_size):
-            samples = [dataset[i] for i in indices[start: start + args.batch_size]]
-            out = model(**model_inputs(model, collator(samples)))
-            first = {}
-            for k, b in enumerate(out.seg_batch_index.tolist()):
+        for start in range(0, len(subset), args.batch_size):
+            samples = [subset[i] for i in range(start, min(len(subset), start + args.batch_size))]
+            inputs = model_inputs(model, collator(samples))
+            out = model(**inputs)
+            first: dict[int, int] = {}
+            for k, b in enumerate([] if out.seg_batch_index is None else out.seg_batch_index.tolist()):
                 first.setdefault(b, k)
             for b, sample in enumerate(samples):
-                k = first.get(b)
-                if sample["vertex_labels"] is None:  # 2D: the mask is the prediction
-                    probs = None
-                else:
-                    probs = out.vertex_probs[k].float().cpu().numpy() if k is not None else np.zeros(len(sample["vertex_labels"]))
+                k, n = first.get(b), start + b
+                probs = out.vertex_probs[k].float().cpu().numpy() if k is not None and task != "h2dcontact" else None
                 masks = out.mask_logits[k].float().cpu().numpy() if k is not None else None
-                results.append((sample, probs, masks, k is not None))
-    return results
+                items.append(item_from_prediction(sample, task, probs, masks, k is not None, n < keep, inputs["templates"][b]))
+    return items
+
+
+def baseline_items(args, dataset, baseline, indices: list[int]) -> list[EvalItem]:
+    task = getattr(dataset, "task", "")
+    return [item_from_prediction(s, task, probs, masks, found)
+            for s, probs, masks, found in baseline.predict(dataset, indices, batch_size=args.batch_size)]
 
 
 def gather(items: list) -> list:
@@ -127,44 +192,21 @@ def gather(items: list) -> list:
     return [x for part in everything for x in part]
 
 
-def evaluate_2d(args, model=None, tokenizer=None, baseline=None) -> dict:
-    """A 2D model (or the 2D baseline) on a 2D dataset (masks on the photo, aspect kept, longest side ``mask_size``)."""
+def write_qualitative(items: list[EvalItem], output_dir: Path, threshold: float, limit: int) -> None:
+    """Photo | prediction (red) | ground truth (green): on the photo for 2D, on the 2×2 views for 3D."""
     import cv2
 
-    from datasets.registry import build_dataset
-    from utils.evaluation import photo_contact_report, write_report
+    from datasets.io import read_image
 
-    config = model.config if model is not None else None
-    mask_size = config.mask_size if config is not None else args.mask_size
-    dataset = build_dataset(args.dataset, args.dataset_dir, args.split, mask_size=mask_size, training=False,
-                            question_type=config.question_type if config is not None else None)
-    if getattr(dataset, "task", "") != "h2dcontact":
-        raise SystemExit(f"{args.dataset} is not a 2D dataset (masks on the photo); use e.g. synthcontact_h2dcontact")
-    indices = list(range(len(dataset) if args.max_samples is None else min(args.max_samples, len(dataset))))
-    if model is not None:
-        results = predict_model(args, dataset, model, tokenizer, _shard(indices))
-        method = args.model_dir.name
-    else:
-        results = baseline.predict(dataset, _shard(indices), batch_size=args.batch_size)
-        method = f"baseline-{args.baseline}"
-    empty = lambda s: np.full(np.shape(s["masks"])[-2:], -np.inf, np.float32)  # noqa: E731 - no seg token: no contact
-    rows = gather([(s["image_path"], s["class_name"], m[0] if m is not None else empty(s), s["masks"][0], found, s)
-                   for s, _, m, found in results])
-    if not is_main_process():
-        return {}
-    output_dir = args.output_dir or REPO_ROOT / "runs" / f"eval_{method}" / f"{args.dataset}_{args.split}"
-    report = photo_contact_report([r[:4] for r in rows], threshold=args.threshold)
-    report.update(method=method, title=f"{method} on {args.dataset}/{args.split} ({args.mode}, pixels)", mode=args.mode,
-                  seg_rate=float(np.mean([r[4] for r in rows])))
-    paths = write_report(report, output_dir)
-    for i, (_, _, pred, gt, _, sample) in enumerate(rows[: args.qualitative]):
-        panel = photo_panel(sample["image"], pred, gt, args.threshold)
-        cv2.imwrite(str(output_dir / f"qualitative_{i:02d}.jpg"), panel[..., ::-1])
-    m = report["semantic"]["overall"]
-    print(f"{report['title']}: pixel F1 {m['f1']:.3f} P {m['precision']:.3f} R {m['recall']:.3f} gIoU {m['giou']:.3f} "
-          f"cIoU {m['ciou']:.3f} | {report['num_samples']} samples, seg rate {report['seg_rate']:.2f}")
-    print(f"wrote {paths['json']}")
-    return report
+    for n, item in enumerate(items[:limit]):
+        if item.task == "h2dcontact":
+            panel = photo_panel(read_image(Path(item.image_path)), item.pred, item.gt, threshold)
+        elif item.mask_logits is not None and item.overlays is not None:
+            gt = None if item.gt_masks is None else item.gt_masks >= 0.5
+            panel = qualitative_panel(read_image(Path(item.image_path)), item.overlays, item.mask_logits > 0, gt, item.valid)
+        else:
+            continue
+        cv2.imwrite(str(output_dir / f"qualitative_{n:02d}.jpg"), panel[..., ::-1])
 
 
 def photo_panel(image: np.ndarray, pred_logits: np.ndarray, gt: np.ndarray, threshold: float) -> np.ndarray:
@@ -181,69 +223,76 @@ def photo_panel(image: np.ndarray, pred_logits: np.ndarray, gt: np.ndarray, thre
     return np.concatenate([photo, photo_overlay(photo, sigmoid(pred_logits), threshold), truth], axis=1)
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    if (args.model_dir is None) == (args.baseline is None):
-        raise SystemExit("give exactly one of --model-dir or --baseline")
-    from datasets.registry import build_dataset
-    from utils.evaluation import contact_report, qualitative_panel, write_report
+def evaluate_dataset(args, method: Method, dataset_name: str, output_dir: Path | None) -> dict:
+    """Predict, score and write the report of one dataset."""
+    dataset = build_eval_dataset(dataset_name, args, method)
+    task = getattr(dataset, "task", "")
+    if (task == "h2dcontact") != bool(getattr(method.config, "contact_2d", False) or args.baseline == "prior2d"):
+        raise SystemExit(f"{dataset_name} ({task}) does not fit {method.name}: 2D datasets (masks on the photo, e.g. "
+                         "synthcontact_h2dcontact) need a 2D model or the prior2d baseline, 3D datasets a 3D method")
+    count = len(dataset) if args.max_samples is None else min(args.max_samples, len(dataset))
+    indices = _shard(list(range(count)))
+    keep = args.qualitative if is_main_process() else 0
+    if method.model is not None:
+        items = model_items(args, dataset, method.model, method.tokenizer, indices, keep)
+    else:
+        items = baseline_items(args, dataset, method.baseline, indices)
+    items = gather(items)
+    if not is_main_process():
+        return {}
+    geodesic = None
+    if task == "hcontact" and method.human_template is not None:
+        geodesic = geodesic_for(args, method.human_template.num_vertices, method.config.human_template)
+    report = task_report(items, task, geodesic=geodesic, scale=100.0, kind=args.metrics, threshold=args.threshold)
+    unit = "pixels" if task == "h2dcontact" else args.metrics if task == "hcontact" else task
+    report.update(method=method.name, dataset=dataset_name, split=args.split, mode=args.mode,
+                  title=f"{method.name} on {dataset_name}/{args.split} ({args.mode}, {unit})")
+    output_dir = output_dir or REPO_ROOT / "runs" / f"eval_{method.name}" / f"{dataset_name}_{args.split}"
+    paths = write_report(report, output_dir)
+    write_qualitative(items, output_dir, args.threshold, args.qualitative)
+    print(summary_line(report))
+    warning = collapse_warning(report["diversity"], report["title"])
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+    print(f"wrote {paths['json']}")
+    return report
 
+
+def summary_line(report: dict) -> str:
+    m = report["semantic"]["overall"]
+    diversity = report["diversity"].get("prediction", {})
+    tail = (f" | {report['num_samples']} samples, seg rate {report['seg_rate']:.2f}"
+            + (f", mean pairwise IoU {diversity['mean_pairwise_iou']:.3f}" if diversity else ""))
+    if report["kind"] == "pixels":
+        return (f"{report['title']}: pixel F1 {m['f1']:.3f} P {m['precision']:.3f} R {m['recall']:.3f} "
+                f"gIoU {m['giou']:.3f} cIoU {m['ciou']:.3f}" + tail)
+    if report["kind"] == "object_contact":
+        return (f"{report['title']}: object F1 {m['f1']:.3f} P {m['precision']:.3f} R {m['recall']:.3f} "
+                f"(DECO rules F1 {m['deco_f1']:.3f})" + tail)
+    if report["kind"] == "affordance":
+        return (f"{report['title']}: SIM {m['sim']:.3f} MAE {m['mae']:.3f} AUC {100 * m['auc']:.2f} "
+                f"aIoU {100 * m['aiou']:.2f}" + tail)
+    name, value = headline(report)
+    return (f"{report['title']}: semantic {name.upper()} {value:.3f} P {m['precision']:.3f} R {m['recall']:.3f}"
+            + (f" FP-geo {m['fp_geo']:.2f} cm" if "fp_geo" in m else "") + f" | binary F1 {report['binary']['f1']:.3f}"
+            + tail)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Evaluate; returns the report (with several datasets: ``{dataset: report}``)."""
+    args = parse_args(argv)
     device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
     if world_size() > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
         if device == "cuda":
-            torch.cuda.set_device(int(__import__("os").environ.get("LOCAL_RANK", 0)))
-
-    model = tokenizer = None
-    if args.model_dir is not None:
-        from model.io import load_interactvlm
-
-        model, tokenizer = load_interactvlm(args.model_dir, device=device)
-        if model.config.contact_2d:
-            return evaluate_2d(args, model, tokenizer)
-        config, template = model.config, model.template("human")
-        method = args.model_dir.name
-    else:
-        from model.baselines import load_baseline
-
-        baseline = load_baseline(args.baseline, args.baseline_path, device=device)
-        if args.baseline == "prior2d":
-            return evaluate_2d(args, baseline=baseline)
-        config, template = baseline.config, baseline.template
-        method = f"baseline-{args.baseline}"
-    dataset = build_dataset(args.dataset, args.dataset_dir, args.split, view_set=config.human_view_set,
-                            mask_size=config.mask_size, valid_mask=template.valid.cpu().numpy(), training=False,
-                            question_type=config.question_type)
-    indices = list(range(len(dataset) if args.max_samples is None else min(args.max_samples, len(dataset))))
-    if model is not None:
-        results = predict_model(args, dataset, model, tokenizer, _shard(indices))
-    else:
-        results = baseline.predict(dataset, _shard(indices), batch_size=args.batch_size)
-    results = gather([(s["image_path"], s["class_name"], p, s["vertex_labels"], m, found, s) for s, p, m, found in results])
-    if not is_main_process():
-        return {}
-
-    output_dir = args.output_dir or REPO_ROOT / "runs" / f"eval_{method}" / f"{args.dataset}_{args.split}"
-    geodesic = geodesic_for(args, template.num_vertices, config.human_template)
-    report = contact_report([(r[0], r[1], r[2], r[3]) for r in results], geodesic=geodesic, scale=100.0,
-                            kind=args.metrics, threshold=args.threshold)
-    report.update(method=method, title=f"{method} on {args.dataset}/{args.split} ({args.mode}, {args.metrics})",
-                  mode=args.mode, seg_rate=float(np.mean([r[5] for r in results])))
-    paths = write_report(report, output_dir)
-    import cv2
-
-    for i, (_, _, _, gt, masks, _, sample) in enumerate(results[: args.qualitative]):
-        if masks is None:
-            continue
-        panel = qualitative_panel(sample["image"], template.overlays, masks > 0, sample["masks"] > 0.5 if sample["masks"] is not None else None,
-                                  template.valid.cpu().numpy())
-        cv2.imwrite(str(output_dir / f"qualitative_{i:02d}.jpg"), panel[..., ::-1])
-    sem, binary = report["semantic"]["overall"], report["binary"]
-    print(f"{report['title']}: semantic F1 {sem['f1']:.3f} P {sem['precision']:.3f} R {sem['recall']:.3f}"
-          + (f" FP-geo {sem['fp_geo']:.2f} cm" if "fp_geo" in sem else "")
-          + f" | binary F1 {binary['f1']:.3f} | {report['num_samples']} samples, seg rate {report['seg_rate']:.2f}")
-    print(f"wrote {paths['json']}")
-    return report
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    method = load_method(args, device)
+    several = len(args.dataset) > 1
+    reports = {}
+    for name in args.dataset:
+        output_dir = args.output_dir / f"{name}_{args.split}" if several and args.output_dir else args.output_dir
+        reports[name] = evaluate_dataset(args, method, name, output_dir)
+    return reports if several else reports[args.dataset[0]]
 
 
 if __name__ == "__main__":

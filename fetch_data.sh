@@ -485,6 +485,7 @@ BEGIN { FS = "\t" }
     link[n] = 1
   } else if (type == "h") {
     if (target ~ /^\// || has_dotdot(target)) fail("hard link " name " -> " target " points outside the archive")
+    hard[n] = norm(target)
   }
 }
 END {
@@ -494,6 +495,13 @@ END {
     for (i = 1; i < k; i++) {
       pre = (i == 1 ? c[1] : pre "/" c[i])
       if (pre in link) { print "member " names[j] " lies under the symlink " pre; exit 1 }
+    }
+  }
+  for (h in hard) {   # nor may a hard link reach its target through one
+    k = split(hard[h], c, "/"); pre = ""
+    for (i = 1; i <= k; i++) {
+      pre = (i == 1 ? c[1] : pre "/" c[i])
+      if (pre in link) { print "hard link " h " -> " hard[h] " goes through the symlink " pre; exit 1 }
     }
   }
 }'
@@ -542,15 +550,60 @@ check_tar() {  # ARCHIVE
   check_members "$archive" extracted < <(printf '%s\n' "$listing" | awk "$TAR_LIST_AWK")
 }
 
-# After extraction into the private folder: every symlink must resolve inside it, no special files.
+# link_resolves_inside ROOT LINK: does the symlink LINK (under the physical folder ROOT) resolve inside ROOT when
+# followed through the real tree, every intermediate step included? Reading only a link's text is not enough: with
+# d/l1 -> .. and u -> d/l1/.., the text "d/l1/.." looks like "d", but the kernel follows l1 first and lands above
+# ROOT. Links met on the way are expanded (at most 40, as the kernel does); a missing component ends the walk, and
+# what follows it may then not climb back ("..") since that would depend on what is created there later.
+link_resolves_inside() {
+  local root=$1 link=$2 cur rest comp target hops=0
+  target=$(readlink -- "$link") || return 1
+  [[ $target == /* ]] && return 1
+  cur=$(cd -P -- "$(dirname -- "$link")" 2>/dev/null && pwd -P) || return 1
+  rest=$target
+  while [[ -n $rest ]]; do
+    comp=${rest%%/*}
+    if [[ $rest == */* ]]; then rest=${rest#*/}; else rest=""; fi
+    case $comp in
+      ''|.) continue ;;
+      ..) [[ $cur == "$root" ]] && return 1
+          cur=${cur%/*} ;;
+      *)
+        if [[ -L $cur/$comp ]]; then
+          (( ++hops <= 40 )) || return 1
+          target=$(readlink -- "$cur/$comp") || return 1
+          [[ $target == /* ]] && return 1
+          rest=$target${rest:+/$rest}
+        elif [[ -d $cur/$comp ]]; then
+          cur=$cur/$comp
+        elif [[ -e $cur/$comp ]]; then
+          [[ -z ${rest//\//} ]] || return 1   # a file in the middle of a path resolves nowhere: refuse
+          cur=$cur/$comp
+        else
+          [[ "/$rest/" != */../* ]] || return 1
+          cur=$cur/$comp; rest=""
+        fi ;;
+    esac
+    [[ $cur == "$root" || $cur == "$root"/* ]] || return 1
+  done
+  [[ $cur == "$root" || $cur == "$root"/* ]]
+}
+
+# After extraction into the private folder: no special files, and every symlink must resolve inside the tree that
+# will be installed (DIR: the extracted folder after the data/ or trained_models/ wrapper is stripped).
 check_extracted() {  # DIR ARCHIVE
-  local dir=$1 archive=$2 link bad
+  local dir=$1 archive=$2 link bad root
   bad=$(find "$dir" ! -type f ! -type d ! -type l -print -quit)
   [[ -z $bad ]] || die 5 "unsafe archive $archive: special file '${bad#"$dir"/}'; nothing installed"
   check_members "$archive" installed < <(
     find "$dir" -type l -print0 | while IFS= read -r -d '' link; do
       printf 'l\t%s\t%s\n' "${link#"$dir"/}" "$(readlink -- "$link")"
     done)
+  root=$(cd -P -- "$dir" && pwd -P)
+  while IFS= read -r -d '' link; do
+    link_resolves_inside "$root" "$link" ||
+      die 5 "unsafe archive $archive: symlink '${link#"$dir"/}' -> '$(readlink -- "$link")' resolves outside the archive when followed through its other links; nothing installed"
+  done < <(find "$dir" -type l -print0)
 }
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -559,7 +612,9 @@ CONFLICTS=()        # existing files whose content differs (overwritten with --f
 HARD_CONFLICTS=()   # a file where a folder is needed or the reverse (always refused)
 PAIR_REL=(); PAIR_SRC=(); PAIR_DST=()   # regular files present on both sides, compared in bulk afterwards
 
-# Walk only the subtrees that already exist in DST. Folders in DST may be symlinks (data/damon -> /big/disk/damon).
+# Walk only the subtrees that already exist in DST. A symlink inside DST is never followed: where the archive has a
+# folder it is a hard conflict (a link could lead anywhere, e.g. out of the install root), where it has a file or a
+# link it is a differing entry. (DST itself may be a link: data/ -> /big/disk/data is the user's choice.)
 collect_overlap() {  # SRC DST [REL]
   local src=$1 dst=$2 rel=${3:-} entry name path target
   for entry in "$src"/* "$src"/.[!.]* "$src"/..?*; do
@@ -567,15 +622,18 @@ collect_overlap() {  # SRC DST [REL]
     name=${entry##*/}; path=${rel:+$rel/}$name; target="$dst/$name"
     [[ -e $target || -L $target ]] || continue
     if [[ -d $entry && ! -L $entry ]]; then
-      if [[ -d $target ]]; then collect_overlap "$entry" "$target" "$path"; else HARD_CONFLICTS+=("$path"); fi
+      if [[ -d $target && ! -L $target ]]; then collect_overlap "$entry" "$target" "$path"
+      else HARD_CONFLICTS+=("$path"); fi
     elif [[ -L $entry ]]; then
       if [[ -L $target ]]; then
         [[ $(readlink -- "$entry") == "$(readlink -- "$target")" ]] || CONFLICTS+=("$path")
       elif [[ -d $target ]]; then HARD_CONFLICTS+=("$path")
       else CONFLICTS+=("$path")
       fi
-    elif [[ -d $target || ! -e $target ]]; then   # a folder (or a link to one), or a dangling link
-      if [[ -d $target ]]; then HARD_CONFLICTS+=("$path"); else CONFLICTS+=("$path"); fi
+    elif [[ -L $target ]]; then   # a link where the archive has a file: replaced only with --force, never read
+      CONFLICTS+=("$path")
+    elif [[ -d $target ]]; then
+      HARD_CONFLICTS+=("$path")
     else
       PAIR_REL+=("$path"); PAIR_SRC+=("$entry"); PAIR_DST+=("$target")
     fi
@@ -602,13 +660,16 @@ find_conflicts() {  # SRC DST
 }
 
 # Move SRC's content into DST. Without --force every existing target was found identical by find_conflicts and is
-# left alone; with --force existing files and links are replaced (never folders: those are HARD_CONFLICTS).
-merge_tree() {  # SRC DST (DST is a directory, possibly through a symlink)
+# left alone; with --force existing files and links are replaced (never folders: those are HARD_CONFLICTS). Only real
+# folders are descended into, never a symlink of DST (collect_overlap reported those as hard conflicts).
+merge_tree() {  # SRC DST (DST is a directory; only the top one may be reached through a symlink)
   local src=$1 dst=$2 entry name
   for entry in "$src"/* "$src"/.[!.]* "$src"/..?*; do
     [[ -e $entry || -L $entry ]] || continue
     name=${entry##*/}
-    if [[ -d $entry && ! -L $entry && -d $dst/$name ]]; then
+    if [[ -d $entry && ! -L $entry && -L $dst/$name ]]; then
+      die 1 "internal error: would write through the symlink $dst/$name"
+    elif [[ -d $entry && ! -L $entry && -d $dst/$name ]]; then
       merge_tree "$entry" "$dst/$name"
     elif [[ -e $dst/$name || -L $dst/$name ]]; then
       (( FORCE )) || continue
@@ -634,11 +695,11 @@ install_archive() {  # ARCHIVE FILE DEST-DIR WRAPPER-NAME
     *.zip) unzip -q -o -- "$archive" -d "$tmp" || die 1 "extraction of $archive failed (archive kept; delete it to download again)" ;;
     *) "$TAR" --no-same-owner -xzf "$archive" -C "$tmp" || die 1 "extraction of $archive failed (archive kept; delete it to download again)" ;;
   esac
-  check_extracted "$tmp" "$archive"
   # Archives made to be unpacked in the repository root carry a top-level data/ or trained_models/: strip it.
   src=$tmp
   entries=$(find "$tmp" -mindepth 1 -maxdepth 1 | wc -l | tr -d ' ')
   if [[ $entries == 1 && -d $tmp/$wrapper && ! -L $tmp/$wrapper ]]; then src=$tmp/$wrapper; fi
+  check_extracted "$src" "$archive"   # links are judged in the tree that is installed, wrapper stripped
   n=$(find "$src" -mindepth 1 -maxdepth 1 | wc -l | tr -d ' ')
   (( n > 0 )) || die 1 "$archive is empty"
 

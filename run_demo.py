@@ -10,7 +10,11 @@
     python run_demo.py --mode h2dcontact --input photos/ --input-mode file      # 2D contact masks on the photos
 
 Modes: hcontact, hcontact-wScene, h2dcontact (2D model only), oafford, ocontact, hcontact-ocontact.
-Outputs go to ``--output-dir`` (default ``outputs/demo/<mode>``), one folder per sample, never into the input.
+Outputs go to ``--output-dir`` (default ``outputs/demo/<mode>``), one folder per sample, never into or around an
+input, and never over a file the demo did not write (``utils.demo_output_folder``). A folder holding an earlier run's
+results needs ``--overwrite`` (its earlier results are then removed first); the default folder is replaced by every
+run. New view embeddings are cached in ``--cache-dir`` (default ``$INTERACTVLM_CACHE``, ``$XDG_CACHE_HOME/interactvlm``
+or ``~/.cache/interactvlm``), never in the model directory.
 Exit status: 0 when every input succeeded, 1 when some failed (they are listed at the end), 2 when nothing could run.
 
 The bundled models ``trained_models/interactvlm-tiny-synthcontact`` (3D) and ``interactvlm-tiny-2d-synthcontact``
@@ -29,10 +33,11 @@ from pathlib import Path
 import numpy as np
 
 from utils.demo import (MODES, DemoError, DemoRunner, Job, RunReport, TemporalSmoother, get_mode, require_model_dir,
-                        training_note)
+                        training_note, vocabulary_note)
 from utils.demo_io import DEFAULT_MAX_SIDE, Discovery, InputError, discover, load_image, safe_name
+from utils.demo_output_folder import OutputFolder, OutputFolderError
 from utils.demo_outputs import write_json, write_npz, write_output_readme, write_sample
-from utils.paths import REPO_ROOT
+from utils.paths import REPO_ROOT, default_cache_dir
 
 DEFAULT_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact"
 DEFAULT_2D_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-2d-synthcontact"  # h2dcontact's default
@@ -58,7 +63,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="window: centred moving average over K frames; ema: alpha = 2/(K+1)")
     parser.add_argument("--model", type=Path, default=None,
                         help=f"model directory (default {DEFAULT_MODEL}; h2dcontact: {DEFAULT_2D_MODEL})")
-    parser.add_argument("--output-dir", type=Path, default=None, help="default <repo>/outputs/demo/<mode>")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="default <repo>/outputs/demo/<mode> (replaced by every run); a folder given here that holds "
+                             "an earlier run's results needs --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier demo run's results in --output-dir (only files the demo wrote, as "
+                             "listed in its .interactvlm_demo.json)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="folder for cached view embeddings (default $INTERACTVLM_CACHE, $XDG_CACHE_HOME/interactvlm "
+                             "or ~/.cache/interactvlm, + /view_embeddings); 'none': memory only")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda when available)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--load-in-8bit", action="store_true", help="8-bit language model (CUDA + bitsandbytes)")
@@ -68,25 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                                    "are always asked together)")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, help="photos are downscaled to this longest side")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (images, renders, loading)")
     return parser.parse_args(argv)
-
-
-def _is_inside(path: Path, folder: Path) -> bool:
-    path, folder = path.resolve(), folder.resolve()
-    return path == folder or folder in path.parents
-
-
-def _check_output_dir(output_dir: Path) -> None:
-    """Create the output folder and prove it is writable before any model is loaded."""
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".write_test_{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise DemoError(f"cannot write to the output folder {output_dir}: {err.strerror or err} "
-                        "(choose another with --output-dir)") from err
 
 
 def _log(message: str, progress=None) -> None:
@@ -125,13 +121,39 @@ def run(args: argparse.Namespace) -> int:
                                     mesh_override=args.object_mesh, video=args.video_frames)
     except InputError as err:
         raise DemoError(str(err)) from err
-    for folder in found.input_dirs:
-        if _is_inside(output_dir, folder):
-            raise DemoError(f"the output folder {output_dir} lies inside the input folder {folder}; the demo never "
-                            "writes into its input (choose another --output-dir)")
+    default = args.output_dir is None  # outputs/demo/<mode> belongs to the demo: replaced by every run
+    folder = OutputFolder(output_dir, replace_earlier=args.overwrite or default, adopt_legacy=default)
+    try:
+        folder.check_inputs([*found.input_dirs, Path(args.model)])
+        if args.object_mesh is not None:
+            folder.check_inputs([Path(args.object_mesh)])
+    except OutputFolderError as err:
+        raise DemoError(str(err)) from err
     require_model_dir(args.model)  # before anything is written
-    _check_output_dir(output_dir)
+    planned = ["README.md", "run_summary.json"]
+    planned += [item.sample_name(obj) for item in found.inputs for obj in item.objects]
+    if args.video_frames:
+        planned.append(_video_name(args, mode.name))
+    try:
+        folder.open(planned)
+    except OutputFolderError as err:
+        raise DemoError(str(err)) from err
+    with folder:
+        return _run_into(args, mode, found, folder)
 
+
+def _video_name(args: argparse.Namespace, mode: str) -> str:
+    return f"{safe_name(Path(args.input).name)}_{mode}_video.npz"
+
+
+def _cache_dir(option: Path | None) -> Path | None:
+    if option is None:
+        return default_cache_dir() / "view_embeddings"
+    return None if str(option).lower() == "none" else option.expanduser()
+
+
+def _run_into(args: argparse.Namespace, mode, found: Discovery, folder: OutputFolder) -> int:
+    output_dir = folder.path
     report = RunReport(skipped=list(found.skipped))
     for name, reason in found.skipped:
         _log(f"skipped {name}: {reason}")
@@ -139,16 +161,24 @@ def run(args: argparse.Namespace) -> int:
         _log(f"FAILED {name}: {reason}")
     report.failed += found.failed
     if not found.inputs:
-        return _finish(report, output_dir, mode.name)
+        return _finish(report, folder, mode.name)
 
+    if args.no_progress:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     runner = DemoRunner(args.model, mode, device=_device(args.device), dtype=args.dtype,
-                        max_new_tokens=args.max_new_tokens, load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit)
+                        max_new_tokens=args.max_new_tokens, load_in_8bit=args.load_in_8bit, load_in_4bit=args.load_in_4bit,
+                        cache_dir=_cache_dir(args.cache_dir), progress=not args.no_progress)
     info_base = {"model": runner.model_name, "model_dir": str(args.model), "model_kind": runner.model_kind,
-                 "training_data_note": training_note(runner.model_name, runner.config)}
+                 "training_data_note": training_note(runner.model_name, runner.config),
+                 "training_objects": runner.training_objects if runner.training_objects is not None else "unknown"}
     _log(f"{info_base['training_data_note']}")
     try:
+        readme = folder.file_path("README.md")
         write_output_readme(output_dir, mode.name, mode.description, runner.model_name, info_base["training_data_note"])
-    except OSError as err:
+        folder.record(readme)
+    except (OSError, OutputFolderError) as err:
         raise DemoError(f"cannot write to the output folder {output_dir}: {err}") from err
     for note in runner.notes:
         _log(f"note: {note}")
@@ -159,11 +189,6 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr)
     smoother = TemporalSmoother(args.smooth, args.smooth_method) if args.video_frames and args.smooth > 1 else None
     video_rows: list[tuple[str, dict[str, np.ndarray], dict[str, np.ndarray]]] = []
-
-    def guard(path: Path) -> None:
-        for folder in found.input_dirs:
-            if _is_inside(path, folder):
-                raise DemoError(f"refusing to write {path} inside the input folder {folder}")
 
     def fail(name: str, reason: str) -> None:
         report.failed.append((name, reason))
@@ -184,11 +209,13 @@ def run(args: argparse.Namespace) -> int:
             smplx = runner.smplx_transfer(parts[0].vertex_probs)
             if smplx is not None:
                 extra["pred_contact_3d_smplx"] = smplx
-        sample_dir = output_dir / job.sample
         try:
-            guard(sample_dir)
-            write_sample(sample_dir, job.sample, mode.name, parts, photo, args.threshold, info, extra)
-        except (OSError, DemoError, ValueError) as err:
+            sample_dir = folder.sample_dir(job.sample)
+            try:
+                write_sample(sample_dir, job.sample, mode.name, parts, photo, args.threshold, info, extra)
+            finally:
+                folder.record(sample_dir)
+        except (OSError, OutputFolderError, ValueError) as err:
             fail(job.sample, f"could not write outputs: {err}")
             return
         report.ok.append(job.sample)
@@ -232,12 +259,14 @@ def run(args: argparse.Namespace) -> int:
                             raise FileNotFoundError(
                                 f"no object mesh: mode {mode.name} needs {item.image_path.parent / 'object_mesh.obj'} "
                                 "(folder mode) or --object-mesh")
-                        render_dir = output_dir / job.sample / "object_template"
-                        guard(render_dir)
-                        template, verts, faces, folder = runner.object_template(item.mesh_path, render_dir)
-                        job.object_template, job.object_mesh, job.object_template_dir = template, (verts, faces), folder
+                        render_dir = folder.sample_dir(job.sample) / "object_template"
+                        try:
+                            template, verts, faces, rendered = runner.object_template(item.mesh_path, render_dir)
+                        finally:
+                            folder.record(folder.path / job.sample)
+                        job.object_template, job.object_mesh, job.object_template_dir = template, (verts, faces), rendered
                     item_jobs.append(job)
-            except (FileNotFoundError, ValueError, OSError, DemoError) as err:
+            except (FileNotFoundError, ValueError, OSError, DemoError, OutputFolderError) as err:
                 fail(item.name, str(err))
                 progress.update(1)
                 continue
@@ -269,7 +298,8 @@ def run(args: argparse.Namespace) -> int:
             if isinstance(parts, Exception):
                 fail(job.sample, f"prediction failed: {type(parts).__name__}: {parts}")
             else:
-                handle((job, parts, loaded.pixels, _sample_info(info_base, item, loaded, job, runner.notes)))
+                handle((job, parts, loaded.pixels,
+                        _sample_info(info_base, item, loaded, job, runner.notes, runner.training_objects)))
             if id(item) not in done_items:
                 done_items.add(id(item))
                 progress.update(1)
@@ -278,15 +308,18 @@ def run(args: argparse.Namespace) -> int:
             finish_sample(ready, smoothed)
     progress.close()
     if args.video_frames and video_rows:
-        _write_video_npz(output_dir, args, mode.name, video_rows, report, "pred_contact_2d" if mode.two_d else "pred_contact_3d")
-    return _finish(report, output_dir, mode.name)
+        _write_video_npz(folder, args, mode.name, video_rows, report, "pred_contact_2d" if mode.two_d else "pred_contact_3d")
+    return _finish(report, folder, mode.name)
 
 
-def _sample_info(base: dict, item, loaded, job: Job, notes: list[str]) -> dict:
+def _sample_info(base: dict, item, loaded, job: Job, notes: list[str], vocabulary: list[str] | None) -> dict:
     info = dict(base)
+    known, note = vocabulary_note(job.object, vocabulary)
     info.update({"image": str(item.image_path.resolve()), "image_size": list(loaded.original_size),
                  "processed_size": [int(loaded.pixels.shape[1]), int(loaded.pixels.shape[0])],
-                 "image_mode": loaded.source_mode, "downscaled": bool(loaded.downscaled), "notes": list(notes)})
+                 "image_mode": loaded.source_mode, "downscaled": bool(loaded.downscaled),
+                 "object_in_training_vocabulary": "unknown" if known is None else known,
+                 "notes": list(notes) + ([note] if note else [])})
     if item.frame_index is not None:
         info["frame_index"] = item.frame_index
     if job.object_template_dir is not None:
@@ -295,7 +328,7 @@ def _sample_info(base: dict, item, loaded, job: Job, notes: list[str]) -> dict:
     return info
 
 
-def _write_video_npz(output_dir: Path, args, mode: str, rows, report: RunReport, prefix: str) -> None:
+def _write_video_npz(folder: OutputFolder, args, mode: str, rows, report: RunReport, prefix: str) -> None:
     """All frames of the video in one file: ``pred_contact_3d`` [T, N] (2D models: ``pred_contact_2d`` [T, H, W]),
     smoothed when --smooth, and the raw values."""
     kinds = list(rows[0][1])
@@ -306,17 +339,22 @@ def _write_video_npz(output_dir: Path, args, mode: str, rows, report: RunReport,
         arrays[key] = np.stack([r[2][kind] for r in rows]).astype(np.float32)
         arrays[key + "_raw"] = np.stack([r[1][kind] for r in rows]).astype(np.float32)
     try:
-        write_npz(output_dir / f"{safe_name(Path(args.input).name)}_{mode}_video.npz", arrays)
-    except OSError as err:
+        path = folder.file_path(_video_name(args, mode))
+        write_npz(path, arrays)
+        folder.record(path)
+    except (OSError, OutputFolderError) as err:
         report.failed.append(("video", f"could not write the video npz: {err}"))
 
 
-def _finish(report: RunReport, output_dir: Path, mode: str) -> int:
+def _finish(report: RunReport, folder: OutputFolder, mode: str) -> int:
     summary = report.as_dict()
     summary["mode"] = mode
+    output_dir = folder.path
     try:
-        write_json(output_dir / "run_summary.json", summary)
-    except OSError as err:
+        path = folder.file_path("run_summary.json")
+        write_json(path, summary)
+        folder.record(path)
+    except (OSError, OutputFolderError) as err:
         print(f"could not write {output_dir / 'run_summary.json'}: {err}", file=sys.stderr)
     lines = [f"\n{mode}: {len(report.ok)} ok, {len(report.failed)} failed, {len(report.skipped)} skipped "
              f"-> {output_dir}"]

@@ -8,9 +8,9 @@ Recipes are in ``utils/recipes.py``; ``--set key=value`` overrides any recipe fi
 (1.0), AdamW (0.9, 0.95) and WarmupDecayLR are DeepSpeed's own; a NaN/Inf loss contributes a zero gradient and is
 counted. Every ``--save-every`` optimizer steps and at each epoch end a ZeRO checkpoint is written with the exact
 data position and RNG states, so a killed run resumed with ``--resume auto`` ends with the same weights.
-Validation runs in ``generate`` mode (the model answers on its own, as at test time) and the best model by the first
-validation set's score is exported as a complete model directory (LoRA merged) under ``<output-dir>/best``, the
-final one under ``<output-dir>/last``.
+Validation runs in ``generate`` mode (the model answers on its own, as at test time) and the best model by the mean
+of the validation sets' scores (semantic F1 for human contact, see ``utils.training.validate``) is exported as a
+complete model directory (LoRA merged) under ``<output-dir>/best``, the final one under ``<output-dir>/last``.
 """
 
 from __future__ import annotations
@@ -56,6 +56,14 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
     values = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
+        if sep and key.startswith("model_overrides."):  # one model field: --set model_overrides.hC_loss_weight=10
+            try:
+                value = ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                value = raw
+            values["model_overrides"] = {**values.get("model_overrides", recipe.model_overrides),
+                                         key.split(".", 1)[1]: value}
+            continue
         if not sep or not hasattr(recipe, key):
             raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY one of {sorted(recipe.to_dict())}")
         try:
@@ -65,7 +73,7 @@ def apply_overrides(recipe: Recipe, overrides: list[str]) -> Recipe:
     return recipe.with_overrides(**values)
 
 
-def deepspeed_config(recipe: Recipe, total_steps: int, device: str) -> dict:
+def deepspeed_config(recipe: Recipe, total_steps: int, device: str, group_lrs: list[float] | None = None) -> dict:
     bf16 = recipe.precision == "bf16" and device == "cuda"
     return {
         "train_micro_batch_size_per_gpu": recipe.batch_size,
@@ -78,10 +86,26 @@ def deepspeed_config(recipe: Recipe, total_steps: int, device: str) -> dict:
         "zero_allow_untested_optimizer": True,
         "scheduler": {"type": "WarmupDecayLR", "params": {
             "total_num_steps": max(total_steps, recipe.warmup_steps + 1), "warmup_min_lr": 0.0,
-            "warmup_max_lr": recipe.lr, "warmup_num_steps": recipe.warmup_steps, "warmup_type": "linear"}},
+            "warmup_max_lr": group_lrs or recipe.lr, "warmup_num_steps": recipe.warmup_steps, "warmup_type": "linear"}},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+
+
+def param_groups(model: torch.nn.Module, recipe: Recipe) -> list[dict]:
+    """AdamW parameter groups: one per ``recipe.lr_scale`` prefix that matches (lr = recipe.lr × scale), the rest at
+    ``recipe.lr``. The scheduler warms each group up to its own peak."""
+    scales = list(recipe.lr_scale.items())
+    buckets: dict[float, list] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        scale = next((float(s) for prefix, s in scales if name.startswith(prefix)), 1.0)
+        buckets.setdefault(scale, []).append(param)
+    unused = [prefix for prefix, _ in scales if not any(n.startswith(prefix) for n, _ in model.named_parameters())]
+    if unused:
+        raise ValueError(f"lr_scale prefixes {unused} match no parameter of the model")
+    return [{"params": params, "lr": recipe.lr * scale} for scale, params in sorted(buckets.items())]
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -115,7 +139,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from datasets.builder import build_training_data, build_validation_data
     from model.lora import apply_lora, merge_lora, trainable_summary
-    from utils.training import (build_model, export_model, model_inputs, sample_losses, validate)
+    from utils.training import (build_model, export_model, model_inputs, sample_losses, training_vocabulary, validate)
 
     recipe = apply_overrides(get_recipe(args.recipe), args.overrides)
     output_dir = args.output_dir or REPO_ROOT / "runs" / recipe.exp_name
@@ -125,21 +149,29 @@ def main(argv: list[str] | None = None) -> dict:
     np.random.seed(recipe.seed)
 
     model, tokenizer = build_model(recipe, device, args.dataset_dir)
+    if recipe.pretrained_vision:
+        from model.vision_pretrain import load_pretrained_vision
+
+        path = Path(recipe.pretrained_vision)
+        count = load_pretrained_vision(model, path if path.is_absolute() else REPO_ROOT / path)
+        print(f"vision tower: {count} tensors from {recipe.pretrained_vision}")
     model = apply_lora(model, use_lora=recipe.use_lora)
     if hasattr(model, "enable_input_require_grads") and recipe.use_lora:
         model.enable_input_require_grads()
     counts = trainable_summary(model)
     human_valid = None if model.config.contact_2d else model.template("human").valid.cpu().numpy()
     train_data, collator = build_training_data(recipe, args.dataset_dir, tokenizer, model.config, human_valid)
+    vocabulary = training_vocabulary(train_data)  # written with every export (the demo's out-of-vocabulary note)
     val_sets = [] if args.no_eval else build_validation_data(recipe, args.dataset_dir, model.config, human_valid)
 
     total_steps = recipe.epochs * recipe.steps_per_epoch
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=recipe.lr, betas=(0.9, 0.95), weight_decay=0.0,
+    groups = param_groups(model, recipe)
+    optimizer = torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.95), weight_decay=0.0,
                                   fused=device == "cuda")
     deepspeed.init_distributed(dist_backend="nccl" if device == "cuda" else "gloo")
     engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer,
-                                                   config=deepspeed_config(recipe, total_steps, device))
+                                                   config=deepspeed_config(recipe, total_steps, device,
+                                                                           [g["lr"] for g in groups]))
 
     state = {"epoch": 0, "micro_step": 0, "best_score": -math.inf, "skipped": 0}
     if args.resume:
@@ -227,17 +259,19 @@ def main(argv: list[str] | None = None) -> dict:
             scores = validate(engine.module, tokenizer, val_sets, recipe)
             engine.train()
             record.update(scores)
-            main_score = scores[f"{val_sets[0].name}/score"]
+            main_score = scores["selection_score"]  # mean over the validation sets (a joint model has both sides)
             if writer is not None:
                 for key, value in scores.items():
                     writer.add_scalar(f"val/{key}", value, epoch)
             if main_score > state["best_score"]:
                 state["best_score"] = main_score
                 if is_main_process():
-                    export_model(merge_lora, engine.module, tokenizer, output_dir / "best", recipe)
+                    export_model(merge_lora, engine.module, tokenizer, output_dir / "best", recipe,
+                                 training_objects=vocabulary)
                     record["saved_best"] = True
         elif is_main_process():
-            export_model(merge_lora, engine.module, tokenizer, output_dir / "best", recipe)
+            export_model(merge_lora, engine.module, tokenizer, output_dir / "best", recipe,
+                         training_objects=vocabulary)
         history.append(record)
         if is_main_process():
             print(json.dumps(record))
@@ -245,7 +279,8 @@ def main(argv: list[str] | None = None) -> dict:
                 f.write(json.dumps(record) + "\n")
         save_resumable()
     if is_main_process() and not stop:
-        export_model(merge_lora, engine.module, tokenizer, output_dir / "last", recipe)
+        export_model(merge_lora, engine.module, tokenizer, output_dir / "last", recipe,
+                     training_objects=vocabulary)
     if writer is not None:
         writer.close()
     return {"state": state, "history": history, "output_dir": str(output_dir), "engine": engine}

@@ -2,6 +2,7 @@
 
     python -m bench.flops                                    # lisa-13b, 80 prompt tokens, 20 answer tokens
     python -m bench.flops --preset lisa-7b lisa-13b --prompt-tokens 80 --answer-tokens 20
+    python -m bench.flops --objects 1 4 8 --question-tokens 14  # the original's path vs ours per objects/image
 
 The model is built on the meta device (no weights, no memory), parameter counts are read from its modules, and the
 FLOPs use the Linear / Conv shapes of those modules plus the sequence lengths of the config.
@@ -36,6 +37,13 @@ Stages of one query (``generate_contact`` with a forced answer of A tokens whose
   head; then the bilinear upsampling of the logits to the SAM input (≈ 8 FLOPs per output pixel);
 * lifting (``soft``): clamp + sigmoid (≈ 5 FLOPs) and a sparse product with 3 barycentric weights (6 FLOPs) per
   foreground pixel, ``--foreground-fraction`` of the V·M² mask pixels.
+
+The original's own path, ``ours before`` and ``ours`` (shared prefix + stop at the seg token) are compared per query
+for 1 and 8 object queries per image in ``path_flops``; the defaults are the released hcontact prompt and answer
+(LLaMA tokens, estimated: no LLaMA tokenizer is installed here): 80 non-image prompt tokens (BOS, the llava_v1 system
+sentence ~32, ``USER:``, ``<im_start>``/``<im_end>``, the parts question ~16, ``ASSISTANT:``), so T = 336, of which
+the 14 from the object name on differ between an image's objects; 20 answer tokens = the 15 of "The contacting body
+parts are …, and the contact region is [SEG]." + ``</s>`` and a 5-token body-part list.
 
 Memory: weights in bf16 (2 B/param); 8-bit (LLM.int8: 1 B/param + an fp32 scale per output row for the quantised
 Linear layers); 4-bit (NF4 0.5 B/param + 1 B absmax per 64-weight block + fp32 second-level absmax per 256 blocks with
@@ -271,8 +279,87 @@ def activation_peaks(model: InteractVLMForCausalLM, prefill_tokens: int, bytes_p
             "sam_encoder": float(sam), "mask_decoder_lifting": float(decoder)}
 
 
+# ------------------------------------------------------------------------------------------------------------ paths
+def lm_dense_forward_flops(model: InteractVLMForCausalLM, tokens: int) -> float:
+    """One cache-less forward over ``tokens`` as the original runs it (transformers 4.31 Llama, eager attention): every
+    Linear on every token, the dense ``QKᵀ`` / ``A·V`` over all ``T²`` pairs (``4·d·T²`` per layer; the causal mask is
+    applied after the product), and the LM head on every position (no ``logits_to_keep`` in 4.31)."""
+    layers, width, weights, head = _lm_shapes(model)
+    return float(2 * weights * tokens + layers * 4 * width * tokens * tokens + 2 * head * tokens)
+
+
+def lm_prefix_flops(model: InteractVLMForCausalLM, tokens: int) -> float:
+    """The shared prefix's prefill: like ``lm_prefill_flops`` but no logits (the prefix's last token is not the
+    prompt's last: the first answer logits come from each query's suffix)."""
+    layers, width, weights, _ = _lm_shapes(model)
+    return float(2 * weights * tokens + layers * 2 * width * tokens * (tokens + 1))
+
+
+def lm_suffix_flops(model: InteractVLMForCausalLM, tokens: int, cached: int) -> float:
+    """A query's ``tokens`` question tokens on top of ``cached`` prefix keys: the Linears on the new tokens, their
+    attention to the prefix (``4·d·Q·P``) and, causally, to each other (``2·d·Q(Q+1)``), and one logit row."""
+    layers, width, weights, head = _lm_shapes(model)
+    return float(2 * weights * tokens + layers * (4 * width * tokens * cached + 2 * width * tokens * (tokens + 1))
+                 + 2 * head)
+
+
+def path_flops(model: InteractVLMForCausalLM, prompt_tokens: int, question_tokens: int, answer_tokens: int,
+               objects: int, foreground_fraction: float) -> dict[str, dict[str, float]]:
+    """FLOPs per query of three ways to answer ``objects`` queries about one image, stage by stage.
+
+    The answer has ``answer_tokens`` tokens ending "[SEG]" "." "</s>" (the released templates end "... is [SEG]."),
+    the prompt ``T`` = image tokens + ``prompt_tokens``, of which the last ``question_tokens`` differ between the
+    objects of an image (the object name onwards: "chair? Segment these contact areas. ASSISTANT:"):
+
+    * ``original``: what the original code does per (image, object) sample (batch 1, ``use_cache=False``,
+      ``max_new_tokens=512``, stopping at ``</s>``): each of the A generated tokens re-runs the whole sequence, T, T+1,
+      …, T+A−1 tokens (``lm_dense_forward_flops``), and LLaVA re-encodes the image through CLIP + projector on every
+      one of those forwards (its multimodal input preparation runs whenever there is no KV cache);
+      ``text_hidden_fcs`` on all T+A−1 final hidden states before the seg position is picked; SAM ViT-H on the 4 fixed
+      renders; the mask decoder on the 4 views; lifting;
+    * ``ours_before``: KV-cached ``generate`` over the whole prompt per query up to ``</s>``, CLIP once per image,
+      SAM encoder skipped by the view cache (this repository before the shared prefix);
+    * ``ours``: CLIP and the shared prefix (T − Q tokens) once per image, each query's Q question tokens on the
+      prefix's cache, decoding stopped at [SEG] (A − 2 tokens generated, A − 3 decode steps), view cache.
+    """
+    t = model.config.image_seq_length + prompt_tokens
+    q = min(question_tokens, prompt_tokens)
+    p = t - q
+    a = answer_tokens
+    views = model.config.num_views
+    clip = sum(clip_flops(model).values())
+    prompts = prompt_flops(model)
+    seg_prompts = prompts["text_hidden_fcs"] + prompts["cam_encoder"]
+    sam_tail = {"mask_decoder": views * mask_decoder_flops(model)["total"], "lifting": lifting_flops(model, foreground_fraction)}
+
+    original = {
+        "clip": a * clip,
+        "lm": sum(lm_dense_forward_flops(model, t + i) for i in range(a)),
+        "seg_to_prompts": prompts["text_hidden_fcs"] * (t + a - 1) + prompts["cam_encoder"],
+        "sam_encoder": views * sam_encoder_flops(model)["total"],
+        **sam_tail,
+    }
+    before = {
+        "clip": clip / objects,
+        "lm": lm_prefill_flops(model, t) + sum(lm_decode_flops(model, t + i) for i in range(1, a)),
+        "seg_to_prompts": seg_prompts, "sam_encoder": 0.0, **sam_tail,
+    }
+    seg_tokens = max(a - 2, 1)  # generated up to and including [SEG]
+    ours = {
+        "clip": clip / objects,
+        "lm": lm_prefix_flops(model, p) / objects + lm_suffix_flops(model, q, p)
+        + sum(lm_decode_flops(model, t + i) for i in range(1, seg_tokens)),
+        "seg_to_prompts": seg_prompts, "sam_encoder": 0.0, **sam_tail,
+    }
+    out = {"original": original, "ours_before": before, "ours": ours}
+    for costs in out.values():
+        costs["total"] = sum(costs.values())
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------------ report
-def analyse(preset: str, prompt_tokens: int, answer_tokens: int, foreground_fraction: float) -> dict:
+def analyse(preset: str, prompt_tokens: int, answer_tokens: int, foreground_fraction: float,
+            question_tokens: int = 14, objects: tuple[int, ...] = (1, 8)) -> dict:
     config = build_config(preset)
     with torch.device("meta"):
         model = InteractVLMForCausalLM(config)
@@ -311,7 +398,12 @@ def analyse(preset: str, prompt_tokens: int, answer_tokens: int, foreground_frac
     peaks = memory["activation_peaks"]
     memory["activation_peak_with_cache"] = max(peaks["clip"], peaks["lm_prefill"], peaks["mask_decoder_lifting"])
     memory["activation_peak_without_cache"] = max(memory["activation_peak_with_cache"], peaks["sam_encoder"])
+    paths = {n: path_flops(model, prompt_tokens, question_tokens, answer_tokens, n, foreground_fraction) for n in objects}
+    ratios = {n: {"original_over_ours": c["original"]["total"] / c["ours"]["total"],
+                  "original_over_ours_before": c["original"]["total"] / c["ours_before"]["total"],
+                  "ours_before_over_ours": c["ours_before"]["total"] / c["ours"]["total"]} for n, c in paths.items()}
     return {
+        "paths": paths, "path_ratios": ratios, "question_tokens": question_tokens,
         "preset": preset, "views": views, "prefill_tokens": prefill_tokens, "prompt_tokens": prompt_tokens, "answer_tokens": answer_tokens,
         "decode_steps": decode_steps, "params": params, "flops": flops, "flops_detail": {
             "clip": clip, "sam_encoder_per_view": encoder, "mask_decoder_per_view": decoder, "prompts": prompts,
@@ -381,18 +473,50 @@ def _print(r: dict) -> None:
           f"{m['activation_peak_without_cache'] / 2**20:.0f} MiB without")
 
 
+def _print_paths(r: dict) -> None:
+    paths, ratios = r["paths"], r["path_ratios"]
+    counts = list(paths)
+    a, t = r["answer_tokens"], r["prefill_tokens"]
+    print(f"original path vs ours, FLOPs per query (T = {t} prompt tokens, the last {r['question_tokens']} differing "
+          f"between an image's objects; answer {a} tokens ending [SEG] . </s>):")
+    header = "".join(f"{f'{n} object(s)/image':>30}" for n in counts)
+    print(f"  {'':<34}{header}")
+    labels = {"original": "original", "ours_before": "ours before (KV + view cache)",
+              "ours": "ours (+ shared prefix, stop at seg)"}
+    for key, label in labels.items():
+        cells = []
+        for n in counts:
+            total = paths[n][key]["total"]
+            ratio = "" if key == "original" else f" (x{paths[n]['original']['total'] / total:6.1f})"
+            cells.append(f"{_fl(total).strip()}{ratio}")
+        print(f"  {label:<34}" + "".join(f"{c:>30}" for c in cells))
+    print(f"  (original: no KV cache, {a} forwards over {t}..{t + a - 1} tokens with CLIP re-run in each, LM head on "
+          f"every position, SAM ViT-H on {r['views']} renders per query)")
+    for n in counts:
+        o, u = paths[n]["original"], paths[n]["ours"]
+        print(f"  {n} object(s)/image, by stage (original | ours): " + ", ".join(
+            f"{k} {_fl(o[k]).strip()} | {_fl(u[k]).strip()}" for k in ("clip", "lm", "sam_encoder", "mask_decoder")))
+    print("  original / ours: " + ", ".join(f"x{ratios[n]['original_over_ours']:.1f} at {n} object(s)/image" for n in counts)
+          + "; ours before / ours: " + ", ".join(f"x{ratios[n]['ours_before_over_ours']:.2f} at {n}" for n in counts))
+
+
 def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", nargs="+", default=["lisa-13b"], help="one or more of lisa-13b, lisa-7b, tiny")
     parser.add_argument("--prompt-tokens", type=int, default=80, help="non-image prompt tokens (BOS to 'ASSISTANT:')")
     parser.add_argument("--answer-tokens", type=int, default=20, help="generated tokens including [SEG] and </s>")
+    parser.add_argument("--question-tokens", type=int, default=14,
+                        help="prompt tokens after the prefix an image's queries share (object name to 'ASSISTANT:')")
+    parser.add_argument("--objects", type=int, nargs="+", default=[1, 8], help="object queries per image")
     parser.add_argument("--foreground-fraction", type=float, default=0.086,
                         help="share of mask pixels covered by the body (0.086: synthetic body, 4MV-Z_Vitru_mv2)")
     args = parser.parse_args(argv)
     results = {}
     for preset in args.preset:
-        results[preset] = analyse(preset, args.prompt_tokens, args.answer_tokens, args.foreground_fraction)
+        results[preset] = analyse(preset, args.prompt_tokens, args.answer_tokens, args.foreground_fraction,
+                                  args.question_tokens, tuple(args.objects))
         _print(results[preset])
+        _print_paths(results[preset])
     return results
 
 

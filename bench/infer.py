@@ -4,15 +4,18 @@
     python -m bench.infer --repeats 5 --threads 2  # default: 1 thread for tiny (see --help)
     python -m bench.infer --model-dir trained_models/X [--device cuda --dtype bfloat16]
 
-Prints, for one hcontact query (prompt → answer of ``--answer-tokens`` forced tokens + [SEG] + </s>):
+Prints, for one hcontact query (prompt → answer of ``--answer-tokens`` forced tokens + [SEG] . </s>):
 
 * per-stage times: CLIP (image features), LM prefill (one forward over image tokens + prompt, KV cache on, logits of
   the last position), generation (the ``generate`` call minus the prefill, also per decoded token), the SAM image
   encoder on the V renders, the view-cache lookup, seg → view prompts, the mask decoder (+ mask upsampling), lifting;
 * end-to-end queries/s through ``generate_contact`` with the view-embedding cache vs without it (a fresh
   ``ViewEmbeddingCache()`` per query, so the SAM encoder runs every query, as in the original), and 8 object queries
-  over one image in one batched ``generate_contact`` call vs 8 separate calls — each pair timed in alternation in the
-  same run, reported as ratios;
+  over one image in one batched ``generate_contact`` call vs 8 separate calls, and that batched call (shared prefix,
+  stop at the seg token: the default) vs today's path (``shared_prefix=False, full_text=True``: transformers'
+  ``generate`` over the whole left-padded prompts up to ``</s>``) — each pair timed in alternation in the same run,
+  reported as ratios; the outputs of the last pair are checked equal (same ids up to the seg token, masks and
+  vertex probabilities to float rounding) in the same run;
 * how often the SAM image encoder ran with the (warm) cache: must be 0.
 
 An untrained model rarely emits a seg token, so the answer is forced with a ``LogitsProcessor``: every query goes
@@ -37,7 +40,8 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from model.interactvlm import InteractVLMForCausalLM, clip_preprocess
 from model.sam import ViewEmbeddingCache
-from utils.conversation import build_prompt, make_qa
+from utils.chat_prompt import chat_prompt
+from utils.conversation import make_qa
 
 OBJECTS = ("chair", "bottle", "bench", "skateboard", "cup", "bicycle", "laptop", "umbrella")
 
@@ -116,11 +120,26 @@ def _check(results) -> None:
         raise RuntimeError(f"forced answers without a seg token: {missing}")
 
 
+def compare_outputs(fast, reference) -> dict:
+    """Shared-prefix results (decoding stopped at the seg token) against today's (whole answer): the ids up to the seg
+    token must agree, masks and vertex probabilities to float rounding. Raises if an id or a found seg differs."""
+    same = all(a.found_seg == b.found_seg and b.text.startswith(a.text) for a, b in zip(fast, reference))
+    if not same or len(fast) != len(reference):
+        raise RuntimeError(f"shared-prefix answers differ from today's: {[a.text for a in fast]} vs "
+                           f"{[b.text for b in reference]}")
+    mask_diff = max(float((a.mask_logits - b.mask_logits).abs().max()) for a, b in zip(fast, reference))
+    vertex_diff = max(float((a.vertex_probs - b.vertex_probs).abs().max()) for a, b in zip(fast, reference)
+                      if a.vertex_probs is not None)
+    return {"same_ids": same, "mask_max_abs_diff": mask_diff, "vertex_max_abs_diff": vertex_diff,
+            "mask_max_abs": max(float(b.mask_logits.abs().max()) for b in reference)}
+
+
 def _answer_ids(tokenizer, model: InteractVLMForCausalLM, answer_tokens: int) -> list[int]:
     text = tokenizer("Sure, the contacting body parts are the left hand and the hips, and the contact region is",
                      add_special_tokens=False)["input_ids"]
     words = (text * (answer_tokens // max(len(text), 1) + 1))[:answer_tokens]
-    return words + [model.config.seg_token_index, tokenizer.eos_token_id]
+    # the released answers end "... [SEG]." then </s>: two tokens after the seg token
+    return words + [model.config.seg_token_index] + tokenizer(".", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -179,8 +198,7 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
     template = model.template("human")
     rng = np.random.default_rng(0)
     image = (rng.random((240, 320, 3)) * 255).astype(np.uint8)
-    prompts = [build_prompt(make_qa("hcontact", obj, cfg.question_type, with_answer=False).question, None,
-                            use_im_start_end=cfg.use_im_start_end, image_tokens=cfg.image_seq_length)
+    prompts = [chat_prompt(cfg, make_qa("hcontact", obj, cfg.question_type, with_answer=False).question)
                for obj in OBJECTS[: args.batch]]
     answer = _answer_ids(tokenizer, model, args.answer_tokens)
     max_new = len(answer) + 2
@@ -189,9 +207,9 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
     def time_stage(fn: Callable[[], object]) -> tuple[float, object]:
         return _median_time(fn, reps, device, args.min_time)
 
-    def generate_contact(queries: list[dict]):
+    def generate_contact(queries: list[dict], **kwargs):
         return model.generate_contact(tokenizer, [image], queries, max_new_tokens=max_new,
-                                      logits_processor=LogitsProcessorList([ForceAnswer(answer)]))
+                                      logits_processor=LogitsProcessorList([ForceAnswer(answer)]), **kwargs)
 
     # ------------------------------------------------------------------ warm-up: fills the view cache
     _check(generate_contact([{"image": 0, "prompt": prompts[0]}]))
@@ -225,7 +243,7 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
     decode_steps = max(generated - 1, 1)  # the prefill yields the first answer token; the final </s> is never fed
     stages["generation"] = max(generate_s - stages["lm_prefill"], 0.0)
     per_token_s = stages["generation"] / decode_steps
-    seg_step = len(answer) - 2  # the step whose output is [SEG]
+    seg_step = answer.index(cfg.seg_token_index)  # the step whose output is [SEG]
     seg_hidden = gen_out.hidden_states[seg_step][-1][:, -1]
 
     stages["sam_encoder"], _ = time_stage(lambda: model.sam.get_image_embeddings(template.pixel_values.to(
@@ -262,15 +280,20 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
             model.view_cache = cached_cache
             uncached_runs += fresh.encoder_runs
 
+    def today():  # the path before the shared prefix: generate over whole prompts, decoded up to </s>
+        return generate_contact(batch, shared_prefix=False, full_text=True)
+
     variants = {"cached": cached, "uncached": uncached, "batched": lambda: generate_contact(batch),
-                "separate": lambda: [generate_contact([q])[0] for q in batch]}
-    _check(generate_contact(batch))  # warm-up of the batched shapes
+                "separate": lambda: [generate_contact([q])[0] for q in batch], "today": today}
+    equality = compare_outputs(generate_contact(batch), today())  # also the warm-up of the batched shapes
+    pairs = (("cached", "uncached", "cache_speedup"), ("batched", "separate", "batch_speedup"),
+             ("batched", "today", "prefix_speedup"))
     times: dict[str, list[float]] = {k: [] for k in variants}
-    paired: dict[str, list[float]] = {"cache_speedup": [], "batch_speedup": []}
+    paired: dict[str, list[float]] = {name: [] for _, _, name in pairs}
     rounds = max(args.e2e_rounds, 1)
     for _ in range(rounds):
         # A B B A order per pair, so a slow drift of the (shared) machine cancels within the round
-        for fast, slow, name in (("cached", "uncached", "cache_speedup"), ("batched", "separate", "batch_speedup")):
+        for fast, slow, name in pairs:
             spent = {fast: 0.0, slow: 0.0}
             for key in (fast, slow, slow, fast):
                 seconds, out = _timed(variants[key], device)
@@ -282,7 +305,7 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
     med = {k: statistics.median(v) for k, v in times.items()}
     n = len(batch)
     qps = {"cached": 1 / med["cached"], "uncached": 1 / med["uncached"], "batched": n / med["batched"],
-           "separate": n / med["separate"]}
+           "separate": n / med["separate"], "today": n / med["today"]}
     # per-round paired ratios (median): the throughput ratio of each pair measured side by side
     ratios = {k: statistics.median(v) for k, v in paired.items()}
 
@@ -294,7 +317,7 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
         "vertices": template.num_vertices, "stages_s": stages, "generate_call_s": generate_s,
         "per_token_s": per_token_s, "decode_steps": decode_steps, "end_to_end_s": med, "queries_per_s": qps,
         "ratios": ratios, "batch": n, "e2e_rounds": rounds, "encoder_runs_cached": cached_runs,
-        "encoder_runs_uncached": uncached_runs, "cache_key_1024_s": key_1024_s,
+        "encoder_runs_uncached": uncached_runs, "cache_key_1024_s": key_1024_s, "equality": equality,
     }
     _print(result)
     return result
@@ -327,6 +350,13 @@ def _print(r: dict) -> None:
     print(f"  {r['batch']} queries, one call        {q['batched']:8.2f} queries/s   ({e['batched'] * 1e3:.1f} ms)")
     print(f"  {r['batch']} queries, {r['batch']} calls         {q['separate']:8.2f} queries/s   ({e['separate'] * 1e3:.1f} ms)   "
           f"batching speed-up x{ratio['batch_speedup']:.2f}")
+    print(f"  {r['batch']} queries, one call, today {q['today']:8.2f} queries/s   ({e['today'] * 1e3:.1f} ms)   "
+          f"shared prefix + stop at seg speed-up x{ratio['prefix_speedup']:.2f}  (plain generate over whole prompts, "
+          f"up to </s>)")
+    eq = r["equality"]
+    print(f"  outputs, shared prefix vs today: same seg ids {eq['same_ids']}, max |mask logit diff| "
+          f"{eq['mask_max_abs_diff']:.2e} (masks up to {eq['mask_max_abs']:.2e}), max |vertex prob diff| "
+          f"{eq['vertex_max_abs_diff']:.2e}")
     print(f"SAM encoder runs after warm-up: with cache {r['encoder_runs_cached']} (must be 0), "
           f"without {r['encoder_runs_uncached']} over {2 * r['e2e_rounds']} queries")
 

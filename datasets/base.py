@@ -1,4 +1,4 @@
-"""The one dataset class every reader derives from (spec §4.4–4.5, replacing the original's four near-copies).
+"""The one dataset class every reader derives from (the original has four near-copies of one contact dataset).
 
 A reader only says *where things are*: :meth:`ContactDataset.build_records` turns the release's index files into a
 list of :class:`Record` (once, at construction), and :meth:`ContactDataset.vertex_labels` reads a record's per-vertex
@@ -28,12 +28,16 @@ import numpy as np
 import torch
 
 from datasets.io import DatasetFormatError, read_image, read_mask, read_render_valid, resize_nearest
-from utils.conversation import make_qa
+from utils.body_models import BODY_MODEL_FILES
+from utils.conversation import make_qa, seg_token_for
+from utils.geometry.projection import MASK_IGNORE_LABEL
 from utils.geometry.views import ViewSet, get_view_set
 
 TASKS = ("hcontact", "h2dcontact", "oafford", "ocontact", "vqa")
 HUMAN_TASKS = ("hcontact", "h2dcontact")
 OBJECT_TASKS = ("oafford", "ocontact")
+RELEASE_NUM_VERTICES = BODY_MODEL_FILES["smplh"].num_vertices
+"""Vertex count of every human label in the original's releases (SMPL / SMPL-H topology, 6890)."""
 
 
 def sample_rng(seed: int, epoch: int, index: int, salt: str = "") -> random.Random:
@@ -105,6 +109,7 @@ class ContactDataset(torch.utils.data.Dataset):
         mask_size: int | None = None,
         valid_mask: np.ndarray | str | Path | None = None,
         load_masks: bool = True,
+        answer_template: str | None = None,
     ) -> None:
         if self.task not in TASKS:
             raise TypeError(f"{type(self).__name__}.task must be one of {TASKS}, got {self.task!r}")
@@ -117,6 +122,7 @@ class ContactDataset(torch.utils.data.Dataset):
         self.body_part_dropout = float(body_part_dropout)
         self.token_type = token_type
         self.seed = int(seed)
+        self.answer_template = answer_template
         self.epoch = 0
         self.training = (split == "train") if training is None else bool(training)
         self.mask_size = mask_size
@@ -208,6 +214,13 @@ class ContactDataset(torch.utils.data.Dataset):
             question_type = "simple"
         qa = make_qa(self.task, record.class_name, question_type, body_parts=list(record.body_parts),
                      affordance=record.affordance, token_type=self.token_type, rng=rng if self.training else None)
+        needs_parts = "{body_parts}" in (self.answer_template or "")
+        if self.answer_template and (not needs_parts or (question_type == "parts" and record.body_parts)):
+            # one fixed answer whose seg token follows a word that depends on the sample (the last body part, the
+            # object's name) instead of a fixed " ": see utils.recipes, synth-tiny-joint
+            return qa.question, self.answer_template.format(
+                body_parts=", ".join(record.body_parts), class_name=record.class_name.lower(),
+                affordance=record.affordance or "", seg=seg_token_for(self.task, self.token_type))
         return qa.question, qa.answer
 
     # ------------------------------------------------------------------ masks
@@ -227,7 +240,7 @@ class ContactDataset(torch.utils.data.Dataset):
                 raise DatasetFormatError(
                     f"{record.mask_paths[0]}: {len(stack)} masks but the valid region has {valid.shape[0]} views"
                 )
-            stack = np.where(valid, stack, np.float32(-1.0)).astype(np.float32)
+            stack = np.where(valid, stack, np.float32(MASK_IGNORE_LABEL)).astype(np.float32)
         return stack
 
     def mask_shape(self, file_shape: tuple[int, int]) -> tuple[int, int]:
@@ -310,7 +323,8 @@ class HumanContactDataset(ContactDataset):
     default_question_type = "parts"
 
     def __init__(self, dataset_dir: str | Path, split: str = "train", *, view_set: str | ViewSet = "4MV-Z_Vitru_mv2",
-                 num_vertices: int = 6890, mask_folder: str | None = None, name: str, **options) -> None:
+                 num_vertices: int = RELEASE_NUM_VERTICES, mask_folder: str | None = None, name: str,
+                 **options) -> None:
         self.view_set = get_view_set(view_set) if isinstance(view_set, str) else view_set
         if self.view_set.kind != "human":
             raise ValueError(f"{self.view_set.name} is an object view set; {name} masks are rendered on the body")

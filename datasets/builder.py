@@ -15,7 +15,9 @@ from utils.recipes import DataSource, Recipe
 
 HUMAN_READERS = ("damon_hcontact", "synthcontact_hcontact", "lemon_hcontact", "rich_hcontact")
 HUMAN_2D_READERS = ("damon_h2dcontact", "synthcontact_h2dcontact")  # masks on the photo: no template, no valid region
-OBJECT_READERS = ("piad_oafford", "piad_unseen_oafford", "lemon_oafford", "pico_ocontact")
+OBJECT_READERS = ("piad_oafford", "piad_unseen_oafford", "lemon_oafford", "pico_ocontact", "synthcontact_ocontact",
+                  "synthcontact_ocontact_canonical", "synthcontact_oafford_canonical")
+RENDERING_READERS = ("synthcontact_ocontact",)  # render their meshes on first use: at the mask and the SAM input size
 
 
 def _options(source: DataSource, recipe: Recipe, config, human_valid: np.ndarray | None, training: bool) -> dict:
@@ -26,6 +28,8 @@ def _options(source: DataSource, recipe: Recipe, config, human_valid: np.ndarray
         options.update(view_set=config.human_view_set, valid_mask=human_valid)
     elif source.name in OBJECT_READERS:
         options.update(view_set=config.object_view_set)
+        if source.name in RENDERING_READERS:
+            options.update(render_sizes=(config.sam_image_size,))
     options.update(source.options)
     return options
 

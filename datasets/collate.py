@@ -21,23 +21,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from utils.chat_prompt import PromptConfig, chat_prompt
 from utils.conversation import (ASSISTANT_ROLE, HSEG_TOKEN, IM_END_TOKEN, IMAGE_TOKEN, OSEG_TOKEN, SEG_TOKEN, SEP,
-                                SEP2, USER_ROLE, build_prompt)
+                                SEP2, USER_ROLE)
 
 IGNORE_INDEX = -100
 
 
-def conversation_text(turns: Sequence[tuple[str, str | None]], image_tokens: int, use_im_start_end: bool = True
-                      ) -> tuple[str, list[tuple[int, int]]]:
+def conversation_text(turns: Sequence[tuple[str, str | None]], config: PromptConfig) -> tuple[str, list[tuple[int, int]]]:
     """The llava_v1 text of a (multi-turn) conversation and the character spans of its answers.
 
-    The first turn is :func:`utils.conversation.build_prompt`; later turns continue with
-    ``"USER: {q} ASSISTANT: {a}</s>"``. A final answer of ``None`` leaves the text open after ``ASSISTANT:``.
+    The first turn is :func:`utils.chat_prompt.chat_prompt` (the generation prompt of the model's config); later
+    turns continue with ``"USER: {q} ASSISTANT: {a}</s>"``. A final answer of ``None`` leaves the text open after
+    ``ASSISTANT:``.
     """
     if not turns:
         raise ValueError("a conversation needs at least one (question, answer) turn")
     question, answer = turns[0]
-    text = build_prompt(question, None, use_im_start_end=use_im_start_end, image_tokens=image_tokens)
+    text = chat_prompt(config, question)
     spans = []
     for i, (question, answer) in enumerate(turns):
         if i:
@@ -86,6 +87,7 @@ class Collator:
         self.mask_size = int(config.mask_size)
         self.sam_image_size = int(config.sam_image_size)
         self.use_im_start_end = bool(config.use_im_start_end)
+        self.prompt_config = config
         self.max_length = int(max_length or tokenizer.model_max_length)
         if tokenizer.pad_token_id is None or tokenizer.bos_token_id is None:
             raise ValueError("the tokenizer needs a pad and a BOS token")
@@ -99,7 +101,7 @@ class Collator:
     # ------------------------------------------------------------------ text
     def encode(self, turns: Sequence[tuple[str, str | None]]) -> tuple[list[int], list[int]]:
         """Token ids (BOS first) and labels of one conversation."""
-        text, spans = conversation_text(turns, self.image_tokens, self.use_im_start_end)
+        text, spans = conversation_text(turns, self.prompt_config)
         if getattr(self.tokenizer, "is_fast", False):
             enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
             ids = list(enc["input_ids"])
@@ -197,7 +199,7 @@ class Collator:
             "datasets": [s.get("dataset", "") for s in samples],
             "questions": [s["question"] for s in samples],
             "answers": [s.get("answer") for s in samples],
-            "generation_prompts": [build_prompt(s["question"], None, self.use_im_start_end, self.image_tokens) for s in samples],
+            "generation_prompts": [chat_prompt(self.prompt_config, s["question"]) for s in samples],
             "num_seg_tokens": torch.tensor(num_seg, dtype=torch.long),
             "meta": [s.get("meta", {}) for s in samples],
         }

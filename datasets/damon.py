@@ -1,4 +1,4 @@
-"""DAMON-format human contact (spec §4.4): the DAMON release and our SynthContact generator share this layout.
+"""DAMON-format human contact: the original's DAMON release and our SynthContact generator share this layout.
 
 ::
 
@@ -25,8 +25,9 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
-from datasets.base import HumanContactDataset, Record, dense_labels
+from datasets.base import RELEASE_NUM_VERTICES, HumanContactDataset, Record, dense_labels
 from datasets.io import DatasetFormatError, DirectoryListing, expect_type, load_npy, load_pickle, string_list
+from utils.body_models import BODY_MODEL_FILES
 from utils.geometry.views import ViewSet
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ logger = logging.getLogger(__name__)
 FOOT_GROUND = "foot_ground"
 SUPPORTING = "supporting"
 SCENE = "scene"
-SUPPORTING_2D = "support object or ground"  # the 2D loader's rewrite of "supporting" (spec §2)
+SUPPORTING_2D = "support object or ground"  # how the original's 2D loader words "supporting" in its prompts
 
 
 class DamonDataset(HumanContactDataset):
@@ -50,7 +51,8 @@ class DamonDataset(HumanContactDataset):
             original ignores it there), else keep.
         part_segmentation: ``{part: vertex ids}`` (``utils.body_models.load_part_segmentation``); when given, the
             body parts of ``foot_ground`` are recomputed from its own vertices instead of being copied from
-            ``supporting`` (spec §11.1 item 16), and pairs missing from the body-parts file are computed likewise.
+            ``supporting`` (the original copies the ``supporting`` object's part list, which can name parts the
+            foot–ground subset does not touch), and pairs missing from the body-parts file are computed likewise.
         train_fraction: keep this fraction of the (image, object) pairs, drawn with ``fraction_seed`` (its own RNG).
         mask_folder: override of the view set's mask folder.
     """
@@ -61,7 +63,7 @@ class DamonDataset(HumanContactDataset):
         split: str = "train",
         *,
         view_set: str | ViewSet = "4MV-Z_Vitru_mv2",
-        num_vertices: int = 6890,
+        num_vertices: int = RELEASE_NUM_VERTICES,
         root_name: str = "damon",
         foot_ground: bool | None = None,
         supporting: str | None = None,
@@ -141,7 +143,8 @@ class DamonDataset(HumanContactDataset):
             raise DatasetFormatError(f"{path}: cannot read the [N, num_vertices] contact labels: {err}") from err
         if len(shape) != 2 or shape[0] != num_images or shape[1] != self.num_vertices:
             raise DatasetFormatError(f"{path}: shape {shape}, expected ({num_images}, {self.num_vertices}) "
-                                     f"(num_vertices={self.num_vertices}: SMPL-H data has 6890, SynthContact 6997)")
+                                     f"(num_vertices={self.num_vertices}: SMPL-H data has {RELEASE_NUM_VERTICES}, "
+                                     f"SynthContact {BODY_MODEL_FILES['synthbody'].num_vertices})")
 
     def build_records(self) -> list[Record]:
         names, contacts, parts = self.read_index()

@@ -18,7 +18,7 @@ import numpy as np
 from utils.body_models import _SafeUnpickler, _to_plain, load_pickle_without_chumpy
 from utils.paths import require_file
 
-WHITE_SUM = 765  # 3 × 255: a render pixel with this RGB sum is background (spec §4.1 "valid region")
+WHITE_SUM = 765  # 3 × 255: a pure-white render pixel is background, outside the valid region (the original's rule)
 
 
 class DatasetFormatError(ValueError):

@@ -1,4 +1,4 @@
-"""LEMON: human contact on the body renders and object affordance on point clouds (spec §4.2–4.4).
+"""LEMON: human contact on the body renders and object affordance on point clouds (the original release's layout).
 
 ::
 

@@ -1,8 +1,8 @@
-"""Mixing several readers into one training stream (spec §4.6, the original ``HybridDataset``).
+"""Mixing several readers into one training stream (the job of the original's ``HybridDataset``).
 
 Position ``i`` of epoch ``e`` picks, from the RNG of ``(seed, e, i)`` alone: a group with probability ∝ its rate, a
 source inside the group, and a uniform sample of that source. The original picks the source uniformly regardless of
-its size (a 300-image source weighs as much as a 30 000-image one, spec §11.1 item 15);
+its size (a 300-image source weighs as much as a 30 000-image one);
 ``weight_sources_by_size=True`` (default) picks it ∝ its size instead, ``False`` reproduces the original.
 """
 

@@ -1,4 +1,4 @@
-"""PIAD object affordance (seen / unseen settings), spec §4.3–4.4.
+"""PIAD object affordance (seen / unseen settings), in the original release's layout.
 
 ::
 

@@ -1,4 +1,4 @@
-"""PICO object contact on retrieved object meshes (``ocontact``), spec §4.3–4.4.
+"""PICO object contact on retrieved object meshes (``ocontact``), in the original release's layout.
 
 ::
 

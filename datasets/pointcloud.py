@@ -1,4 +1,4 @@
-"""Object affordance on point clouds (``oafford``; PIAD and LEMON, spec §4.3–4.4): shared by both readers.
+"""Object affordance on point clouds (``oafford``; PIAD and LEMON): shared by both readers.
 
 Per image the release lists point clouds: in training a ranked list of retrieved candidates (the OpenShape lookup
 pickle), in testing one line-aligned point file. A candidate is usable when its heat-map renders exist

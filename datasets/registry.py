@@ -11,6 +11,8 @@ from datasets.lemon import LemonHumanDataset, LemonObjectDataset
 from datasets.piad import PiadDataset
 from datasets.pico import PicoDataset
 from datasets.rich import RichDataset
+from datasets.synthcontact_objects import SynthContactObjectDataset
+from datasets.synthcontact_canonical import SynthContactAffordanceDataset, SynthContactCanonicalObjectDataset
 from datasets.vqa import VQA_SOURCES, VQADataset
 
 READERS: dict[str, tuple[Callable[..., ContactDataset], dict[str, Any]]] = {
@@ -24,6 +26,9 @@ READERS: dict[str, tuple[Callable[..., ContactDataset], dict[str, Any]]] = {
     "piad_unseen_oafford": (PiadDataset, {"setting": "unseen"}),
     "lemon_oafford": (LemonObjectDataset, {}),
     "pico_ocontact": (PicoDataset, {}),
+    "synthcontact_ocontact": (SynthContactObjectDataset, {}),
+    "synthcontact_ocontact_canonical": (SynthContactCanonicalObjectDataset, {}),  # class templates (training)
+    "synthcontact_oafford_canonical": (SynthContactAffordanceDataset, {}),
     **{f"vqa_{source}": (VQADataset, {"source": source}) for source in VQA_SOURCES},
 }
 

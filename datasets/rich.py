@@ -1,4 +1,4 @@
-"""RICH human–scene contact (spec §4.2, §4.4); the class name is always ``scene``.
+"""RICH human–scene contact in the original release's layout; the class name is always ``scene`` (as in the original).
 
 ::
 

@@ -1,4 +1,4 @@
-"""Visual question answering in the LLaVA conversation format (spec §4.4): LLaVA-Instruct-150k and HOI-VQA.
+"""Visual question answering in the LLaVA conversation format: LLaVA-Instruct-150k and the original's HOI-VQA.
 
 ::
 

@@ -127,8 +127,10 @@ def _sam_config(hidden: int, depth: int, heads: int, global_attn: list[int], ima
             initializer_range=0.02,
         ).to_dict(),
         prompt_encoder_config=SamPromptEncoderConfig(hidden_size=prompt_dim, image_size=image_size, patch_size=patch).to_dict(),
+        # segment-anything's TwoWayTransformer normalises with nn.LayerNorm's eps (1e-5), not transformers' 1e-6
         mask_decoder_config=SamMaskDecoderConfig(
             hidden_size=prompt_dim, mlp_dim=decoder_mlp, num_attention_heads=decoder_heads, iou_head_hidden_dim=prompt_dim,
+            layer_norm_eps=1e-5,
         ).to_dict(),
     )
 

@@ -17,8 +17,17 @@ Key map (official → ours; :func:`to_official_state_dict` is the exact inverse)
     model.text_hidden_fcs.0.{0,2}.*                         → text_hidden_fcs.{0,2}.*
     model.visual_model.{image_encoder,prompt_encoder,mask_decoder}.*  → sam.* (segment-anything → transformers
                                                               names, explicit table ``SAM_RULES``)
-    model.cam_pose_encoder.*, model.attention_splitter.*    → matched by tensor shapes (the original parameter names
-                                                              are not known; see ``map_cam_encoder``)
+    cam_pose_encoder.linear1.*                              → cam_pose_encoder.encoder.0.*      (simple)
+    cam_pose_encoder.spatial_encoder.{0,2}.*                → cam_pose_encoder.shared.{0,2}.*   (view_index, vi_v1)
+    cam_pose_encoder.view_transforms.{v}.*                  → cam_pose_encoder.view_layers.{v}.*
+    attention_splitter.{input_proj,query_human,query_object,key,value,output_proj}.*
+                                                            → attention_splitter.{in_proj,human_query,object_query,
+                                                              key,value,out_proj}.*  (Gen-Hu-Obj)
+
+(the camera encoder and the splitter are attributes of the original ``InteractVLMForCausalLM`` itself, hence no
+``model.`` prefix). Dtypes are kept per tensor by default (``--dtype auto``): the released merge writes the language
+model in bf16 and SAM / ``text_hidden_fcs`` in fp32. The tokenizer (a sentencepiece ``tokenizer.model``) is read as
+:class:`model.tokenizer.LisaTokenizer`, which reproduces the original's token ids.
 
 Everything the rename table does not cover raises :class:`ConversionError` naming the keys, except the buffers in
 ``IGNORED_KEYS``. After renaming, the converter checks our model's state-dict keys and shapes itself (strict), so a
@@ -34,12 +43,15 @@ Example::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
-import warnings
-from dataclasses import dataclass, field
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import numpy as np
 import torch
 from transformers import (AutoTokenizer, CLIPVisionConfig, LlamaConfig, LlavaConfig, PreTrainedConfig,
                           PreTrainedTokenizerBase, SamConfig)
@@ -48,11 +60,13 @@ from transformers.models.sam.configuration_sam import SamMaskDecoderConfig, SamP
 from model.config import PRESETS, InteractVLMConfig, build_config
 from model.interactvlm import InteractVLMForCausalLM
 from model.io import attach_tokenizer, save_interactvlm
-from model.tokenizer import add_interactvlm_tokens
+from model.tokenizer import LisaTokenizer, add_interactvlm_tokens
 from model.view_templates import ViewTemplate
 from utils import conversation as conv
 from utils.body_models import BODY_MODEL_FILES
-from utils.geometry.views import VIEW_SETS
+from utils.geometry.lifting_maps import LiftingMaps
+from utils.geometry.template_views import FORMAT_VERSION, load_template, maps_path, render_path
+from utils.geometry.views import VIEW_SETS, get_view_set
 
 
 class ConversionError(ValueError):
@@ -75,8 +89,6 @@ CLIP_IGNORED_KEYS = (r"text_model\..*", r"text_projection\..*", r"visual_project
 LM = "vlm.model.language_model."
 CLIP_OFFICIAL = "model.vision_tower.vision_tower.vision_model."
 SAM_OFFICIAL, SAM_OURS = "model.visual_model.", "sam."
-CAM_PREFIXES = ("model.cam_pose_encoder.", "cam_pose_encoder.")
-SPLITTER_PREFIXES = ("model.attention_splitter.", "attention_splitter.")
 
 # (official, ours) templates. ``{i}``/``{j}``: an index; ``{w}``: weight|bias; ``{name:a|b}``: one of the listed
 # names (kept); ``{rest}``: any remaining dotted path. A rule with several ``ours`` names fills all of them (tied
@@ -93,6 +105,18 @@ BASE_RULES: list[tuple[str, tuple[str, ...]]] = [
     ("model.mm_projector.0.{w}", ("vlm.model.multi_modal_projector.linear_1.{w}",)),
     ("model.mm_projector.2.{w}", ("vlm.model.multi_modal_projector.linear_2.{w}",)),
     ("model.text_hidden_fcs.0.{k:0|2}.{w}", ("text_hidden_fcs.{k}.{w}",)),
+    # camera encoders, attributes of the original InteractVLMForCausalLM itself (no ``model.`` prefix):
+    # ``simple`` = CamPoseEncoder.linear1; ``view_index`` / ``vi_v1`` = spatial_encoder (Sequential, Linear at 0 and
+    # 2) + view_transforms (one Linear per view)
+    ("cam_pose_encoder.linear1.{w}", ("cam_pose_encoder.encoder.0.{w}",)),
+    ("cam_pose_encoder.spatial_encoder.{k:0|2}.{w}", ("cam_pose_encoder.shared.{k}.{w}",)),
+    ("cam_pose_encoder.view_transforms.{i}.{w}", ("cam_pose_encoder.view_layers.{i}.{w}",)),
+    # joint model (Gen-Hu-Obj): the original AttentionSplitter's six Linear layers
+    ("attention_splitter.input_proj.{w}", ("attention_splitter.in_proj.{w}",)),
+    ("attention_splitter.query_human.{w}", ("attention_splitter.human_query.{w}",)),
+    ("attention_splitter.query_object.{w}", ("attention_splitter.object_query.{w}",)),
+    ("attention_splitter.{p:key|value}.{w}", ("attention_splitter.{p}.{w}",)),
+    ("attention_splitter.output_proj.{w}", ("attention_splitter.out_proj.{w}",)),
 ]
 
 # segment-anything → transformers SamModel, relative to ``model.visual_model.`` / ``sam.``.
@@ -206,185 +230,6 @@ def _unrecognised_error(keys: list[str]) -> ConversionError:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# camera encoder and attention splitter: matched by shape (names of the original are unknown)
-
-@dataclass
-class _Linear:
-    name: str  # official module path (without .weight/.bias)
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-
-    @property
-    def shape(self) -> tuple[int, int]:  # (in, out)
-        return self.weight.shape[1], self.weight.shape[0]
-
-    @property
-    def parent(self) -> str:
-        return self.name.rpartition(".")[0]
-
-
-def _group_linears(tensors: dict[str, torch.Tensor], what: str) -> list[_Linear]:
-    groups: dict[str, dict[str, torch.Tensor]] = {}
-    bad = []
-    for key, tensor in tensors.items():
-        base, _, leaf = key.rpartition(".")
-        if leaf not in ("weight", "bias"):
-            bad.append(key)
-            continue
-        groups.setdefault(base, {})[leaf] = tensor
-    layers = []
-    for base, parts in groups.items():
-        weight, bias = parts.get("weight"), parts.get("bias")
-        if weight is None or weight.ndim != 2 or (bias is not None and bias.shape != (weight.shape[0],)):
-            bad.extend(f"{base}.{leaf}" for leaf in parts)
-            continue
-        layers.append(_Linear(base, weight, bias))
-    if bad:
-        raise ConversionError(f"{what}: tensors that are not Linear layers (weight [out,in] + bias [out]):{_list_keys(bad)}")
-    return sorted(layers, key=lambda layer: _natural_key(layer.name))
-
-
-def _linear_tensors(layer: _Linear, ours: str, out: dict[str, torch.Tensor]) -> None:
-    out[f"{ours}.weight"] = layer.weight
-    if layer.bias is not None:
-        out[f"{ours}.bias"] = layer.bias
-
-
-def _per_view_group(candidates: list[_Linear]) -> tuple[list[_Linear], list[_Linear]] | None:
-    """Split same-shaped layers into (per-view ModuleList children ``X.0..X.{V-1}``, the rest)."""
-    by_parent: dict[str, list[_Linear]] = {}
-    for layer in candidates:
-        if layer.name.rpartition(".")[2].isdigit():
-            by_parent.setdefault(layer.parent, []).append(layer)
-    groups = [g for g in by_parent.values()
-              if sorted(int(x.name.rpartition(".")[2]) for x in g) == list(range(len(g))) and len(g) > 1]
-    if len(groups) != 1:
-        return None
-    chosen = {id(x) for x in groups[0]}
-    return sorted(groups[0], key=lambda x: int(x.name.rpartition(".")[2])), [x for x in candidates if id(x) not in chosen]
-
-
-def map_cam_encoder(tensors: dict[str, torch.Tensor], out_dim: int, hint: str | None = None
-                    ) -> tuple[str, int, dict[str, torch.Tensor], dict[str, str]]:
-    """Official camera-encoder tensors (names without the module prefix) → (type, V, our tensors, name map).
-
-    **Inferred** mapping (the original's parameter names are not known): the tensors are grouped into Linear layers
-    and identified by shape, following the spec's architectures (§1.4):
-
-    * one ``Linear(5, D)`` → ``simple``;
-    * ``Linear(5, 128)``, one ``Linear(128, 128)``, V × ``Linear(128, D)`` (D ≠ 128) → ``vi_v1``;
-    * ``Linear(5, D)``, V + 1 × ``Linear(D, D)`` → ``view_index``: the shared second layer is the one in the same
-      container as the first (``shared.0``/``shared.2``), the per-view ones the children ``X.0 … X.{V-1}`` of one
-      ModuleList; when D = 128 both architectures fit and ``hint`` (config.json ``cam_encoder_type``) decides.
-
-    Per-view layers are ordered by their numeric index (natural name order), view v ↔ view slot v.
-    """
-    layers = _group_linears(tensors, "cam_pose_encoder")
-    inputs = [x for x in layers if x.shape[0] == 5]
-    if len(inputs) != 1:
-        raise ConversionError(f"cam_pose_encoder: expected exactly one Linear(5, ·) input layer, found "
-                              f"{[(x.name, x.shape) for x in layers]}")
-    first = inputs[0]
-    rest = [x for x in layers if x is not first]
-    hidden = first.shape[1]
-    mapping: dict[str, str] = {}
-    ours: dict[str, torch.Tensor] = {}
-
-    def assign(layer: _Linear, name: str) -> None:
-        _linear_tensors(layer, f"cam_pose_encoder.{name}", ours)
-        mapping[layer.name] = name
-
-    if not rest:
-        if hidden != out_dim:
-            raise ConversionError(f"cam_pose_encoder: single layer Linear(5, {hidden}) but the [SEG] embedding has {out_dim} dims")
-        assign(first, "encoder.0")
-        return "simple", 0, ours, mapping
-    if hidden == 128 and out_dim != 128:
-        kind = "vi_v1"
-    elif hidden == out_dim and hidden != 128:
-        kind = "view_index"
-    elif hidden == out_dim == 128 and hint in ("vi_v1", "view_index"):
-        kind = hint
-    else:
-        raise ConversionError(f"cam_pose_encoder: cannot tell the encoder type from the layer shapes "
-                              f"{[(x.name, x.shape) for x in layers]} (out_dim {out_dim}); pass --cam-encoder")
-    second_candidates = [x for x in rest if x.shape == (hidden, hidden)]
-    view_candidates = [x for x in rest if x.shape == (hidden, out_dim)]
-    if hidden != out_dim:  # the per-view layers differ in shape from the shared one
-        if len(second_candidates) != 1 or len(view_candidates) + 1 != len(rest):
-            raise ConversionError(f"cam_pose_encoder ({kind}): expected one Linear({hidden},{hidden}) and per-view "
-                                  f"Linear({hidden},{out_dim}) layers, found {[(x.name, x.shape) for x in layers]}")
-        second, views = second_candidates[0], view_candidates
-    else:  # all of shape (D, D): separate the shared one structurally
-        if len(second_candidates) != len(rest):
-            raise ConversionError(f"cam_pose_encoder ({kind}): unexpected layer shapes {[(x.name, x.shape) for x in layers]}")
-        siblings = [x for x in rest if x.parent == first.parent and first.parent]
-        split = _per_view_group(rest)
-        if len(siblings) == 1:
-            second = siblings[0]
-            views = [x for x in rest if x is not second]
-        elif split is not None and len(split[1]) == 1:
-            views, (second,) = split
-        else:
-            raise ConversionError(f"cam_pose_encoder ({kind}): cannot tell the shared layer from the per-view layers "
-                                  f"among {[x.name for x in rest]}")
-    assign(first, "shared.0")
-    assign(second, "shared.2")
-    for v, layer in enumerate(sorted(views, key=lambda x: _natural_key(x.name))):
-        assign(layer, f"view_layers.{v}")
-    return kind, len(views), ours, mapping
-
-
-SPLITTER_ROLES = ("in_proj", "human_query", "object_query", "key", "value", "out_proj")
-_ROLE_HINTS = {
-    "human_query": r"hum|^h_?q|^q_?h",
-    "object_query": r"obj|^o_?q|^q_?o",
-    "key": r"key|^k$|^k_|_k$|to_k",
-    "value": r"val|^v$|^v_|_v$|to_v",
-}
-
-
-def map_attention_splitter(tensors: dict[str, torch.Tensor], out_dim: int) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Official splitter tensors → ours. **Inferred**: ``in_proj`` = the Linear(D, inner), ``out_proj`` = the
-    Linear(inner, D); the four Linear(inner, inner) are named by hints (hum/obj/key/val …) in their names, else taken
-    in checkpoint order as (human query, object query, key, value) — the spec's order (§1.4) — with a warning."""
-    layers = _group_linears(tensors, "attention_splitter")
-    by_name = {x.name: x for x in layers}
-    if set(by_name) == set(SPLITTER_ROLES):
-        roles = {name: by_name[name] for name in SPLITTER_ROLES}
-    else:
-        ins = [x for x in layers if x.shape[0] == out_dim and x.shape[1] != out_dim]
-        outs = [x for x in layers if x.shape[1] == out_dim and x.shape[0] != out_dim]
-        if len(layers) != 6 or len(ins) != 1 or len(outs) != 1:
-            raise ConversionError(f"attention_splitter: expected Linear(D,inner), 4 × Linear(inner,inner), "
-                                  f"Linear(inner,D) with D={out_dim}; found {[(x.name, x.shape) for x in layers]}")
-        inner = [x for x in layers if x is not ins[0] and x is not outs[0]]
-        roles = {"in_proj": ins[0], "out_proj": outs[0]}
-        for role, pattern in _ROLE_HINTS.items():
-            hits = [x for x in inner if re.search(pattern, x.name.rpartition(".")[2].lower())]
-            if len(hits) == 1 and all(hits[0] is not y for y in roles.values()):
-                roles[role] = hits[0]
-        if len(roles) != 6:
-            roles = {"in_proj": ins[0], "out_proj": outs[0]}
-            roles.update(zip(("human_query", "object_query", "key", "value"), _checkpoint_order(tensors, inner)))
-            warnings.warn("attention_splitter: layer roles taken from checkpoint order "
-                          f"{[(r, roles[r].name) for r in ('human_query', 'object_query', 'key', 'value')]} (inferred)",
-                          stacklevel=2)
-    ours: dict[str, torch.Tensor] = {}
-    mapping = {}
-    for role, layer in roles.items():
-        _linear_tensors(layer, f"attention_splitter.{role}", ours)
-        mapping[layer.name] = role
-    return ours, mapping
-
-
-def _checkpoint_order(tensors: dict[str, torch.Tensor], layers: list[_Linear]) -> list[_Linear]:
-    """Layers in the order their weights appear in the checkpoint (module registration order for torch pickles)."""
-    position = {key: i for i, key in enumerate(tensors)}
-    return sorted(layers, key=lambda x: position[f"{x.name}.weight"])
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # official → ours and back
 
 @dataclass
@@ -394,41 +239,38 @@ class MappedStateDict:
     ignored: list[str]
     cam_encoder_type: str = "none"
     num_views: int = 0
-    cam_mapping: dict[str, str] = field(default_factory=dict)
-    splitter_mapping: dict[str, str] = field(default_factory=dict)
+    has_splitter: bool = False
 
 
-def _strip_prefix(key: str, prefixes: tuple[str, ...]) -> str | None:
-    for prefix in prefixes:
-        if key.startswith(prefix):
-            return key[len(prefix):]
-    return None
+def cam_encoder_from_keys(tensors: dict[str, torch.Tensor], hint: str | None = None) -> tuple[str, int]:
+    """(camera-encoder type, V) of our renamed tensors. ``simple`` has ``encoder.0``; ``view_index`` and ``vi_v1``
+    share the layout (shared MLP + V per-view Linear layers) and differ in the shared width: ``view_index`` keeps the
+    output size D, ``vi_v1`` uses 128 → ``hint`` (config.json ``cam_encoder_type``) decides when D is 128 too."""
+    if "cam_pose_encoder.encoder.0.weight" in tensors:
+        return "simple", 0
+    if "cam_pose_encoder.shared.0.weight" not in tensors:
+        return "none", 0
+    views = _count(tensors, "cam_pose_encoder.view_layers.{i}.weight")
+    hidden = tensors["cam_pose_encoder.shared.0.weight"].shape[0]
+    out_dim = tensors["cam_pose_encoder.view_layers.0.weight"].shape[0] if views else hidden
+    if hidden != out_dim:
+        return "vi_v1", views
+    if hint in ("vi_v1", "view_index"):
+        return hint, views
+    if hidden != 128:
+        return "view_index", views
+    raise ConversionError("cam_pose_encoder: with a 128-d seg embedding view_index and vi_v1 look alike; "
+                          "pass --cam-encoder")
 
 
-def _add_mapped(out: MappedStateDict, mapped: dict[str, torch.Tensor], layer_map: dict[str, str]) -> None:
-    """Add shape-matched tensors, recording the official key of each (``layer_map``: official layer → our layer)."""
-    official_layer = {ours: official for official, ours in layer_map.items()}
-    for name, tensor in mapped.items():
-        layer, _, leaf = name.rpartition(".")
-        out.tensors[name], out.source[name] = tensor, f"{official_layer[layer]}.{leaf}"
-
-
-def official_to_ours(state_dict: dict[str, torch.Tensor], out_dim: int | None = None, cam_hint: str | None = None
-                     ) -> MappedStateDict:
+def official_to_ours(state_dict: dict[str, torch.Tensor], cam_hint: str | None = None) -> MappedStateDict:
     """Rename an official state dict to our names. Raises :class:`ConversionError` on any unrecognised key."""
     tensors: dict[str, torch.Tensor] = {}
     source: dict[str, str] = {}
     ignored, unknown = [], []
-    cam, splitter = {}, {}
     for key, tensor in state_dict.items():
         if any(p.match(key) for p in _IGNORED):
             ignored.append(key)
-            continue
-        if (rest := _strip_prefix(key, CAM_PREFIXES)) is not None:
-            cam[rest] = tensor
-            continue
-        if (rest := _strip_prefix(key, SPLITTER_PREFIXES)) is not None:
-            splitter[rest] = tensor
             continue
         for (regex, _), targets in _FORWARD:
             match = regex.match(key)
@@ -443,42 +285,21 @@ def official_to_ours(state_dict: dict[str, torch.Tensor], out_dim: int | None = 
             unknown.append(key)
     if unknown:
         raise _unrecognised_error(unknown)
-    out = MappedStateDict(tensors, source, ignored)
-    if out_dim is None and "text_hidden_fcs.2.weight" in tensors:
-        out_dim = tensors["text_hidden_fcs.2.weight"].shape[0]
-    if cam:
-        if out_dim is None:
-            raise ConversionError("cannot map cam_pose_encoder weights without text_hidden_fcs (needed for out_dim)")
-        prefix = next(p for p in CAM_PREFIXES if any(k.startswith(p) for k in state_dict))
-        kind, views, mapped, mapping = map_cam_encoder(cam, out_dim, cam_hint)
-        out.cam_encoder_type, out.num_views = kind, views
-        out.cam_mapping = {prefix + k: "cam_pose_encoder." + v for k, v in mapping.items()}
-        _add_mapped(out, mapped, out.cam_mapping)
-    if splitter:
-        if out_dim is None:
-            raise ConversionError("cannot map attention_splitter weights without text_hidden_fcs (needed for out_dim)")
-        prefix = next(p for p in SPLITTER_PREFIXES if any(k.startswith(p) for k in state_dict))
-        mapped, mapping = map_attention_splitter(splitter, out_dim)
-        out.splitter_mapping = {prefix + k: "attention_splitter." + v for k, v in mapping.items()}
-        _add_mapped(out, mapped, out.splitter_mapping)
-    return out
+    kind, views = cam_encoder_from_keys(tensors, cam_hint)
+    return MappedStateDict(tensors, source, ignored, kind, views,
+                           any(k.startswith("attention_splitter.") for k in tensors))
 
 
 def to_official_state_dict(model: InteractVLMForCausalLM) -> dict[str, torch.Tensor]:
     """Our model's state dict under the official names: the exact inverse of :func:`official_to_ours`.
 
-    The camera encoder and splitter keep our module names under ``model.`` (the original names are unknown; the
-    forward map identifies them by shape, so any naming converts back). Tied duplicates (SAM's positional matrix)
-    are written once.
+    Tied duplicates (SAM's positional matrix) are written once.
     """
     out: dict[str, torch.Tensor] = {}
     state = model.state_dict()
     alias_of: dict[str, str] = {}  # our tied duplicate → the key written
     unmapped = []
     for key, tensor in state.items():
-        if key.startswith(("cam_pose_encoder.", "attention_splitter.")):
-            out["model." + key] = tensor.detach()
-            continue
         for regex, official, alias_formats in _INVERSE:
             match = regex.match(key)
             if match:
@@ -635,6 +456,8 @@ def infer_sam_config(sd: dict[str, torch.Tensor]) -> SamConfig:
         num_hidden_layers=_count(sd, md + "transformer.layers.{i}.layer_norm1.weight"),
         # not visible in the shapes: stock SAM's decoder uses 32-d heads (256 / 8)
         num_attention_heads=max(1, prompt_dim // 32), attention_downsample_rate=prompt_dim // cross,
+        # segment-anything's TwoWayTransformer uses nn.LayerNorm's default eps (transformers' SAM config: 1e-6)
+        layer_norm_eps=1e-5,
         num_multimask_outputs=_need(sd, md + "mask_tokens.weight", "the SAM decoder").shape[0] - 1,
         iou_head_depth=2 + _count(sd, md + "iou_prediction_head.layers.{i}.weight"),
         iou_head_hidden_dim=_need(sd, md + "iou_prediction_head.proj_in.weight", "the SAM IoU head").shape[0],
@@ -716,6 +539,59 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 _VIEW_SET_ALIASES = {"4MV-Z_Vitru_wScene": "4MV-Z_Vitru_FootGround"}
 
 
+def load_checkpoint_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    """The checkpoint's tokenizer as the original loads it: a sentencepiece ``tokenizer.model`` (every LISA /
+    InteractVLM release) becomes a :class:`LisaTokenizer` (transformers 4.31's slow LlamaTokenizer, id for id);
+    anything else opens with ``AutoTokenizer``."""
+    if (folder / "tokenizer.model").is_file():
+        if importlib.util.find_spec("sentencepiece") is None:
+            raise ConversionError(f"{folder / 'tokenizer.model'} is a sentencepiece tokenizer and the sentencepiece "
+                                  "package is missing: `pip install -r requirements.txt` (or `pip install sentencepiece`)")
+        try:
+            return LisaTokenizer.from_pretrained(folder)
+        except Exception as err:  # noqa: BLE001 - re-raised with the path
+            raise ConversionError(f"cannot load the sentencepiece tokenizer in {folder} ({err}); pass --tokenizer DIR "
+                                  "with the checkpoint's tokenizer files") from err
+    try:
+        # an empty config: the checkpoint's config.json is a LlavaLlama one, not a transformers model config
+        return AutoTokenizer.from_pretrained(folder, config=PreTrainedConfig())
+    except Exception as err:  # noqa: BLE001 - re-raised with the path and a hint
+        raise ConversionError(f"cannot load the tokenizer of {folder} ({err}); pass --tokenizer DIR") from err
+
+
+def import_official_template(folder: Path, view_set: str, num_vertices: int, target: Path) -> Path:
+    """An official ``hcontact_vitruvian[_mv2]`` folder (renders + the ``_1024``-named npz map pair, any size) as one
+    of our template folders (``template.json``, ``lift_maps_{size}.npz``), so the converted model directory
+    describes its template itself."""
+    views_of = get_view_set(view_set)
+    size = LiftingMaps.official_size(folder)
+    views = load_template(folder, size, view_set=views_of, num_vertices=num_vertices)
+    target.mkdir(parents=True, exist_ok=True)
+    views.maps.save(maps_path(target, size))
+    for i, view in enumerate(views_of.view_names):
+        for shader, images in (("norm", views.renders), ("blue", views.overlays)):
+            path = render_path(target, "body", shader, view, size)
+            if not cv2.imwrite(str(path), np.ascontiguousarray(images[i][..., ::-1])):
+                raise ConversionError(f"could not write {path}")
+    meta = {"format_version": FORMAT_VERSION, "name": folder.name, "kind": "body", "view_set": views_of.name,
+            "view_names": list(views_of.view_names), "num_vertices": int(num_vertices), "mesh_hash": None,
+            "camera_vectors": views_of.camera_vectors().round(6).tolist(), "sizes": [size],
+            "source": f"official template folder {folder}"}
+    (target / "template.json").write_text(json.dumps(meta, indent=1))
+    return target
+
+
+def _template_mask_size(human_template: str | Path | None, base) -> int:
+    """Mask size of a converted model: an official template folder's map size (read from its arrays), else the
+    preset's (1024 for the released sizes)."""
+    if human_template is not None and not (Path(human_template) / "template.json").is_file():
+        try:
+            return LiftingMaps.official_size(human_template)
+        except FileNotFoundError as err:
+            raise ConversionError(f"--human-template {human_template}: {err}") from err
+    return base.mask_size if base else 1024
+
+
 def _choose_view_set(view_set: str | None, official: dict, checkpoint: Path) -> tuple[str, str]:
     if view_set is not None:
         source = "--view-set"
@@ -738,7 +614,7 @@ def _choose_token_type(token_type: str | None, official: dict, mapped: MappedSta
     # The splitter exists exactly in Gen-Hu-Obj models, so its weights decide; the tokenizer cannot (ours always
     # holds [HSEG]/[OSEG], see model.tokenizer), it is only checked.
     if token_type is None:
-        token_type = official.get("token_type") or ("Gen-Hu-Obj" if mapped.splitter_mapping else "Gen")
+        token_type = official.get("token_type") or ("Gen-Hu-Obj" if mapped.has_splitter else "Gen")
     if token_type not in ("Gen", "Gen-Hu-Obj"):
         raise ConversionError(f"token type {token_type!r} is not supported (Gen or Gen-Hu-Obj)")
     if token_type == "Gen-Hu-Obj" and not has_split_tokens:
@@ -792,38 +668,37 @@ def load_official(
     else:
         report["clip"] = "checkpoint"
 
-    if dtype == "auto":
-        target = state.get("model.embed_tokens.weight", torch.empty(0)).dtype
-        target = target if target.is_floating_point else torch.float32
-    else:
-        target = _DTYPES[dtype]
-    state = {k: (v.to(target) if v.is_floating_point() else v) for k, v in state.items()}
+    # ``auto`` keeps each tensor's dtype: the released merge writes the language model in bf16 and leaves SAM and
+    # text_hidden_fcs in fp32; casting everything to the embedding's dtype would round those fp32 weights
+    if dtype != "auto":
+        state = {k: (v.to(_DTYPES[dtype]) if v.is_floating_point() else v) for k, v in state.items()}
+    dtype_counts: dict[str, int] = {}
+    for tensor in state.values():
+        if tensor.is_floating_point():
+            name = str(tensor.dtype).removeprefix("torch.")
+            dtype_counts[name] = dtype_counts.get(name, 0) + 1
 
     if official.get("multiview_cam_cond") is False:
         official_cam = "none"
     else:
         official_cam = official.get("cam_encoder_type")
     mapped = official_to_ours(state, cam_hint=cam_encoder or official_cam)
+    if mapped.cam_encoder_type == "none" and official.get("multiview_cam_cond") and official_cam not in (None, "none"):
+        raise ConversionError(f"config.json says multiview_cam_cond with a {official_cam!r} camera encoder but the "
+                              "checkpoint has no cam_pose_encoder.* weights")
     report["ignored_keys"] = mapped.ignored
     sd = mapped.tensors
     if cam_encoder is not None and cam_encoder != mapped.cam_encoder_type:
         raise ConversionError(f"--cam-encoder {cam_encoder} but the weights are a {mapped.cam_encoder_type!r} encoder")
     if official_cam is not None and official_cam != mapped.cam_encoder_type:
         raise ConversionError(f"config.json says cam encoder {official_cam!r} but the weights hold a "
-                              f"{mapped.cam_encoder_type!r} encoder" + (" (no cam_pose_encoder.* keys)" if not mapped.cam_mapping else ""))
-    report["cam_encoder"] = {"type": mapped.cam_encoder_type, "num_views": mapped.num_views,
-                             "mapping (inferred from shapes)": mapped.cam_mapping}
-    if mapped.splitter_mapping:
-        report["attention_splitter"] = {"mapping (inferred from shapes)": mapped.splitter_mapping}
+                              f"{mapped.cam_encoder_type!r} encoder")
+    report["cam_encoder"] = {"type": mapped.cam_encoder_type, "num_views": mapped.num_views}
+    report["attention_splitter"] = mapped.has_splitter
 
     # tokenizer and vocabulary
     # an empty config: the checkpoint's config.json is a LlavaLlama one, not a transformers model config
-    tokenizer_source = tokenizer_dir or checkpoint
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, config=PreTrainedConfig())
-    except Exception as err:  # noqa: BLE001 - re-raised with the path and a hint
-        raise ConversionError(f"cannot load the tokenizer of {tokenizer_source} ({err}); a sentencepiece "
-                              "tokenizer.model may need `pip install sentencepiece`, or pass --tokenizer") from err
+    tokenizer = load_checkpoint_tokenizer(Path(tokenizer_dir or checkpoint))
     original_vocab = dict(tokenizer.get_vocab())
     chosen_token_type = _choose_token_type(token_type, official, mapped, original_vocab)
     add_interactvlm_tokens(tokenizer)
@@ -874,7 +749,7 @@ def load_official(
         use_im_start_end=bool(official.get("mm_use_im_start_end", True)),
         out_dim=_need(sd, "text_hidden_fcs.2.weight", "out_dim").shape[0], token_type=chosen_token_type,
         cam_encoder_type=mapped.cam_encoder_type, num_views=num_views, human_view_set=chosen_view_set,
-        human_template=body_model, mask_size=mask_size or (base.mask_size if base else 1024),
+        human_template=body_model, mask_size=mask_size or _template_mask_size(human_template, base),
         human_lift_mode="legacy" if legacy_lifting else "soft", contact_2d=contact_2d,
     )
     if official.get("oC_sam_view_type") in VIEW_SETS:
@@ -889,7 +764,10 @@ def load_official(
     config = InteractVLMConfig(**values)
     attach_tokenizer(config, tokenizer)
     report.update(preset=values["preset"], token_type=chosen_token_type, view_set={"value": chosen_view_set, "source": view_source},
-                  lift_mode=config.human_lift_mode, dtype=str(target).removeprefix("torch."), contact_2d=contact_2d)
+                  lift_mode=config.human_lift_mode, mask_size=config.mask_size,
+                  dtype=dtype if dtype != "auto" else {"auto (kept per tensor)": dtype_counts}, contact_2d=contact_2d,
+                  sam_decoder={"layer_norm_eps": sam.mask_decoder_config.layer_norm_eps,
+                               "attention_downsample_rate": sam.mask_decoder_config.attention_downsample_rate})
 
     # build on the meta device and assign the tensors (no second copy of a 13B model), checking strictly ourselves
     from accelerate import init_empty_weights
@@ -915,9 +793,14 @@ def load_official(
 
     if human_template is not None:
         num_vertices = BODY_MODEL_FILES[body_model].num_vertices
+        folder = Path(human_template)
+        if not (folder / "template.json").is_file():  # an official folder: rewritten as a self-describing one
+            folder = import_official_template(folder, config.human_view_set, num_vertices,
+                                              Path(tempfile.mkdtemp(prefix="ivlm_template_")))
+            report["human_template_format"] = "official (maps size read from the arrays)"
         model.add_template("human", ViewTemplate.from_folder(
-            human_template, config.human_view_set, config.mask_size, config.sam_image_size, config.human_lift_mode,
-            name="human", num_vertices=num_vertices))
+            folder, config.human_view_set, config.mask_size, config.sam_image_size, config.human_lift_mode,
+            name="human"))
         report["human_template"] = str(human_template)
     return model, tokenizer, report
 

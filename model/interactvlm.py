@@ -1,6 +1,7 @@
 """InteractVLM: LLaVA (transformers) → seg-token hidden state → view-conditioned prompts → SAM decoder over V views
 → per-vertex contact. ``forward`` is teacher-forced (training, LISA-style evaluation); ``generate_contact`` decodes
-greedily with a KV cache and takes the hidden state that produced each generated seg token.
+greedily with a KV cache (one shared prefill per image for all of its queries, ``model.shared_prefix``) and takes the
+hidden state that produced each query's seg token.
 
 A 2D model (``config.contact_2d``) runs the same path with the photo as its one SAM view (``PhotoTemplate``): the
 mask comes back in the photo's frame and nothing is lifted.
@@ -8,6 +9,7 @@ mask comes back in the photo's frame and nothing is lifted.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass, field
 
@@ -15,11 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import LlavaForConditionalGeneration, PreTrainedModel, SamModel
+from transformers import LlavaForConditionalGeneration, PreTrainedModel, SamModel, StoppingCriteria, StoppingCriteriaList
 
 from model.config import InteractVLMConfig
 from model.prompts import AttentionSplitter, build_cam_encoder, build_text_hidden_fcs, seg_positions
-from model.sam import ViewEmbeddingCache, decode_views, encoder_fingerprint, postprocess_masks
+from model.sam import ViewEmbeddingCache, build_sam_model, decode_views, encoder_fingerprint, postprocess_masks
+from model.shared_prefix import DecodedRows, answer_tokens, decode_shared_prefix
 from model.view_templates import PhotoTemplate, ViewTemplate
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -100,7 +103,7 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         if config.projector_type == "linear":
             vision_hidden = config.vlm_config.vision_config.hidden_size
             self.vlm.model.multi_modal_projector = LinearProjector(vision_hidden, config.text_hidden_size)
-        self.sam = SamModel(config.sam_config)
+        self.sam = build_sam_model(config.sam_config)
         if config.contact_2d and config.num_views != 1:
             raise ValueError(f"a 2D contact model segments the photo alone: num_views must be 1, got {config.num_views}")
         if config.train_sam_encoder and not config.contact_2d:
@@ -275,32 +278,111 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         images: list[np.ndarray],
         queries: list[dict],
         max_new_tokens: int = 64,
+        full_text: bool = False,
+        shared_prefix: bool = True,
         **generate_kwargs,
     ) -> list[ContactPrediction]:
         """Greedy, KV-cached answers for several queries over a few images, batched.
 
         ``queries``: dicts with ``image`` (index into ``images``), ``prompt`` (the full llava_v1 text ending at
         ``ASSISTANT:``, see ``utils.conversation``) and optional ``template`` (a ``ViewTemplate``; default: the
-        human body, or the photo for a 2D model). Each image goes through CLIP (and a 2D model's SAM encoder) once,
-        however many queries ask about it.
+        human body, or the photo for a 2D model).
+
+        Pass all queries of an image in one call: with ``shared_prefix`` (the default) the queries of one image (the
+        same index, or equal pixels under another index) go through CLIP once and share one prefill of their common
+        prompt prefix (system sentence + image tokens), whose KV cache each question then continues as one batch
+        (``model.shared_prefix``). ``shared_prefix=False`` is the plain path: transformers' ``generate`` over the
+        whole left-padded prompts, CLIP once per entry of ``images``; it takes any ``generate`` keyword, the shared
+        path only ``logits_processor``. Both give the same ids and, up to float rounding, the same masks.
+
+        ``full_text=False`` ends each query's decoding at its first seg token, the only position its masks need (the
+        answer text then ends with that token); ``full_text=True`` decodes the whole answer, up to ``</s>`` or
+        ``max_new_tokens``.
         """
         if not queries:
             return []
+        for b, query in enumerate(queries):
+            if not 0 <= query["image"] < len(images):
+                raise IndexError(f"query {b}: image index {query['image']} but {len(images)} images were given")
+        stop_ids = None if full_text else set(self.seg_token_ids)
+        if shared_prefix:
+            decoded, templates = self._decode_shared_prefix(tokenizer, images, queries, max_new_tokens, stop_ids,
+                                                            generate_kwargs)
+        else:
+            decoded, templates = self._decode_with_generate(tokenizer, images, queries, max_new_tokens, stop_ids,
+                                                            generate_kwargs)
+        return self._predictions(tokenizer, decoded, templates)
+
+    def _encode_prompts(self, tokenizer, queries: list[dict]) -> list[list[int]]:
+        encoded = tokenizer([q["prompt"] for q in queries], add_special_tokens=False)["input_ids"]  # one batched call
+        return [[tokenizer.bos_token_id] + ids for ids in encoded]
+
+    def _query_templates(self, images: list[np.ndarray], queries: list[dict],
+                         image_key: list[int]) -> list[ViewTemplate | PhotoTemplate]:
+        """Each query's SAM template; a default one is built once per ``image_key`` (so once per distinct photo)."""
+        defaults: dict[int, ViewTemplate | PhotoTemplate] = {}
+        templates = []
+        for q in queries:
+            if q.get("template") is not None:
+                templates.append(q["template"])
+                continue
+            key = image_key[q["image"]]
+            if key not in defaults:
+                defaults[key] = self.default_template(images[q["image"]]).to(self.device)
+            templates.append(defaults[key])
+        return templates
+
+    def embed_rows(self, input_ids: torch.Tensor, features: torch.Tensor, row_image: torch.Tensor) -> torch.Tensor:
+        """Token embeddings of ``[N, L]`` ids whose rows each hold either none or all ``P`` placeholders of one image:
+        row ``n``'s placeholders take ``features[row_image[n]]`` (``features``: ``[I, P, H]``)."""
+        embeds = self.vlm.get_input_embeddings()(input_ids)
+        mask = input_ids == self.config.vlm_config.image_token_index
+        counts = mask.sum(1)
+        tokens = features.shape[1]
+        bad = torch.nonzero((counts != 0) & (counts != tokens)).flatten().tolist()
+        if bad:
+            raise ValueError(f"prompt rows {bad} hold {counts[bad].tolist()} image tokens; each prompt needs exactly "
+                             f"{tokens} in one block (see utils.conversation.build_prompt)")
+        with_image = counts > 0
+        if not bool(with_image.any()):
+            return embeds
+        source = features[row_image[with_image]].to(embeds.dtype).reshape(-1, embeds.shape[-1])
+        return embeds.masked_scatter(mask[..., None], source)
+
+    def _decode_shared_prefix(self, tokenizer, images, queries, max_new_tokens, stop_ids, generate_kwargs):
+        logits_processor = generate_kwargs.pop("logits_processor", None)
+        if generate_kwargs:
+            raise TypeError(f"generate_contact's shared-prefix decoder takes only logits_processor, not "
+                            f"{sorted(generate_kwargs)}; pass shared_prefix=False to use transformers' generate")
+        distinct, image_of = unique_images(images)
+        asked = sorted({image_of[q["image"]] for q in queries})  # images nobody asks about skip CLIP
+        feature_row = {image: row for row, image in enumerate(asked)}
+        clip = clip_preprocess([distinct[i] for i in asked], self.config.vlm_config.vision_config.image_size)
+        features = self.image_features(clip.to(self.device))
+        decoded = decode_shared_prefix(
+            self.vlm.model.language_model, self.vlm.lm_head,
+            lambda ids, rows: self.embed_rows(ids, features, rows),
+            self._encode_prompts(tokenizer, queries), [feature_row[image_of[q["image"]]] for q in queries],
+            max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            capture_ids=set(self.seg_token_ids), stop_token_ids=stop_ids, logits_processor=logits_processor)
+        return decoded, self._query_templates(images, queries, image_of)
+
+    def _decode_with_generate(self, tokenizer, images, queries, max_new_tokens, stop_ids, generate_kwargs):
+        """transformers' ``generate`` over the whole left-padded prompts (KV-cached, no shared prefix)."""
         device = self.device
         clip = clip_preprocess(images, self.config.vlm_config.vision_config.image_size).to(device)
         features = self.image_features(clip)
-        encoded = [[tokenizer.bos_token_id] + tokenizer(q["prompt"], add_special_tokens=False)["input_ids"] for q in queries]
+        encoded = self._encode_prompts(tokenizer, queries)
         width = max(len(e) for e in encoded)
         pad = tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded], device=device)  # left padding
         attention_mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded], device=device)
         query_features = features[torch.tensor([q["image"] for q in queries], device=device)]
-        defaults: dict[int, ViewTemplate | PhotoTemplate] = {}
-        for q in queries:
-            if q.get("template") is None and q["image"] not in defaults:
-                defaults[q["image"]] = self.default_template(images[q["image"]]).to(device)
-        query_templates = [q.get("template") or defaults[q["image"]] for q in queries]
         embeds = self.embed_inputs(input_ids, query_features)
+        if stop_ids:
+            criteria = StoppingCriteriaList(generate_kwargs.pop("stopping_criteria", None) or [])
+            criteria.append(StopAfterTokens(stop_ids))
+            generate_kwargs["stopping_criteria"] = criteria
         # The final-norm output at the last position of each decoding step is the hidden state that predicts the
         # next token; a hook keeps just that instead of every layer's states (output_hidden_states).
         step_hidden: list[torch.Tensor] = []
@@ -316,35 +398,61 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
             hook.remove()
         sequences = out.sequences[:, -len(step_hidden):] if out.sequences.shape[1] > len(step_hidden) else out.sequences
         seg_ids = set(self.seg_token_ids)
-        found_hidden, found_query, found_templates, found_object = [], [], [], []
-        texts = []
-        for b, query in enumerate(queries):
-            tokens = sequences[b].tolist()
-            if tokenizer.eos_token_id in tokens:
-                tokens = tokens[: tokens.index(tokenizer.eos_token_id)]
-            texts.append(tokenizer.decode(tokens, skip_special_tokens=False).strip())
-            for step, token in enumerate(tokens):
-                if token in seg_ids:  # the hidden state of the step that *produced* the seg token
-                    found_hidden.append(step_hidden[step][b])
-                    found_query.append(b)
-                    found_templates.append(query_templates[b])
-                    found_object.append(token in self.object_token_ids())
-                    break  # one prediction per query (the first seg token)
-        results: list[ContactPrediction] = []
+        tokens, hidden, found = [], [], []
+        for b in range(len(queries)):
+            row = answer_tokens(sequences[b].tolist(), tokenizer.eos_token_id, stop_ids)
+            step = next((s for s, token in enumerate(row) if token in seg_ids), None)
+            tokens.append(row)
+            hidden.append(None if step is None else step_hidden[step][b])  # the step that *produced* the seg token
+            found.append(None if step is None else row[step])
+        return DecodedRows(tokens, hidden, found), self._query_templates(images, queries, list(range(len(images))))
+
+    def _predictions(self, tokenizer, decoded: DecodedRows,
+                     templates: list[ViewTemplate | PhotoTemplate]) -> list[ContactPrediction]:
+        """Masks and vertex probabilities from each query's seg hidden state (one prediction per query: its first seg
+        token); an explicit empty prediction, with a warning, for answers without one."""
+        device = self.device
+        texts = [tokenizer.decode(tokens, skip_special_tokens=False).strip() for tokens in decoded.tokens]
+        found = [b for b, h in enumerate(decoded.captured_hidden) if h is not None]
         masks, vertices = (None, None)
-        if found_hidden:
-            masks, vertices = self.predict_from_hidden(torch.stack(found_hidden), found_templates,
-                                                       torch.tensor(found_object, device=device))
-        for b, query in enumerate(queries):
-            if b in found_query:
-                j = found_query.index(b)
-                results.append(ContactPrediction(texts[b], True, masks[j], vertices[j]))
-            else:
-                template = query_templates[b]
-                warnings.warn(f"query {b}: the answer has no seg token ({texts[b]!r}); returning an empty prediction",
-                              stacklevel=2)
-                v, (m1, m2) = template.num_views, template.mask_size
-                empty = None if template.is_photo else torch.zeros(template.num_vertices, device=device)
-                results.append(ContactPrediction(texts[b], False, torch.full((v, m1, m2), -torch.inf, device=device),
-                                                 empty))
+        if found:
+            is_object = torch.tensor([decoded.captured_token[b] in self.object_token_ids() for b in found], device=device)
+            masks, vertices = self.predict_from_hidden(torch.stack([decoded.captured_hidden[b] for b in found]),
+                                                       [templates[b] for b in found], is_object)
+        slot = {b: j for j, b in enumerate(found)}
+        results: list[ContactPrediction] = []
+        for b, template in enumerate(templates):
+            if b in slot:
+                results.append(ContactPrediction(texts[b], True, masks[slot[b]], vertices[slot[b]]))
+                continue
+            warnings.warn(f"query {b}: the answer has no seg token ({texts[b]!r}); returning an empty prediction",
+                          stacklevel=3)
+            v, (m1, m2) = template.num_views, template.mask_size
+            empty = None if template.is_photo else torch.zeros(template.num_vertices, device=device)
+            results.append(ContactPrediction(texts[b], False, torch.full((v, m1, m2), -torch.inf, device=device), empty))
         return results
+
+
+class StopAfterTokens(StoppingCriteria):
+    """Finish each row of a ``generate`` batch once its last token is one of ``token_ids``."""
+
+    def __init__(self, token_ids: set[int]) -> None:
+        self.token_ids = sorted(token_ids)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return torch.isin(input_ids[:, -1], torch.tensor(self.token_ids, device=input_ids.device))
+
+
+def unique_images(images: list[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
+    """The distinct images (same shape, dtype and pixels count as one) and each input's index among them, so that a
+    caller passing one photo per query still gets one CLIP pass and one shared prefix per photo."""
+    seen: dict[tuple, int] = {}
+    distinct, index = [], []
+    for image in images:
+        array = np.ascontiguousarray(image)
+        key = (array.shape, array.dtype.str, hashlib.blake2b(array.tobytes(), digest_size=16).digest())
+        if key not in seen:
+            seen[key] = len(distinct)
+            distinct.append(image)
+        index.append(seen[key])
+    return distinct, index

@@ -1,4 +1,4 @@
-"""LoRA and the trainable set (spec §1.8), through peft.
+"""LoRA and the trainable set, through peft (the original's choices, which the released checkpoints were trained with).
 
 Full presets: LoRA (r 8, α 16, dropout 0.05) on the language model's ``q_proj`` / ``v_proj`` only; fully trained:
 ``lm_head``, ``embed_tokens``, ``text_hidden_fcs``, SAM's ``mask_decoder``, ``cam_pose_encoder``,

@@ -1,13 +1,13 @@
-"""InteractVLM training losses (spec §3), with the original's bugs fixed.
+"""InteractVLM training losses: the original's terms and weights, with its bugs fixed.
 
 The total loss is
 
     L = w_ce·CE + w_bce·Focal2D + w_dice·Dice2D + w_bce·MSE2D + w_hC·L_hC + w_oC·(L_oA + L_oC)
 
-* 2D terms act on the SAM masks of the ``V`` rendered views (``[V, H, W]`` per sample). Target pixels equal to ``-1``
-  are "ignore" pixels and never contribute.
+* 2D terms act on the SAM masks of the ``V`` rendered views (``[V, H, W]`` per sample). Target pixels equal to
+  :data:`MASK_IGNORE_LABEL` (``-1``, outside the valid region) never contribute.
 * 3D terms act on per-vertex / per-point probabilities produced by lifting the 2D masks
-  (``utils/geometry/lifting.py``, spec §1.7): human contact (L_hC), object affordance on point clouds (L_oA) and object
+  (``utils/geometry/lifting.py``): human contact (L_hC), object affordance on point clouds (L_oA) and object
   mesh contact (L_oC).
 
 Building blocks (each returns one loss per sample, shape ``[B]``):
@@ -16,11 +16,11 @@ Building blocks (each returns one loss per sample, shape ``[B]``):
 * :func:`dice_2d`       per-view soft dice over valid pixels, mean over views.
 * :func:`mse_2d`        per-view MSE over valid pixels, mean over views (object-affordance heat maps).
 * :func:`focal_bce_3d`  per-vertex focal BCE + sparsity prior (L_hC, L_oC).
-* :func:`affordance_3d` point-cloud affordance loss (L_oA) as the original *intended* it (spec §11.1 item 4: the
-  original passed the wrong argument to the predictor, so its L_oA was a constant without gradient).
+* :func:`affordance_3d` point-cloud affordance loss (L_oA) as the original *intended* it: the original passes the
+  mask paths where its lifting module expects the dataset names, so every sample is skipped and its L_oA is a
+  constant without gradient.
 
-:func:`combine_losses` (or the :class:`InteractVLMLoss` module) applies them per sample according to a task tag and
-forms the weighted total. All losses are computed in float32 whatever the input dtype.
+:func:`combine_losses` applies them per sample according to a task tag and forms the weighted total. All losses are computed in float32 whatever the input dtype.
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
+
+from utils.geometry.projection import MASK_IGNORE_LABEL
 
 __all__ = [
-    "IGNORE_INDEX",
+    "MASK_IGNORE_LABEL",
     "TASKS",
     "MASK_TASKS",
     "focal_bce_2d",
@@ -44,11 +46,7 @@ __all__ = [
     "affordance_3d",
     "LossWeights",
     "combine_losses",
-    "InteractVLMLoss",
 ]
-
-IGNORE_INDEX = -1
-"""Target value of pixels that take no part in any 2D loss."""
 
 TASKS = ("hcontact", "oafford", "ocontact", "h2dcontact", "vqa")
 """Per-sample task tags understood by :func:`combine_losses`."""
@@ -59,7 +57,7 @@ MASK_TASKS = ("hcontact", "oafford", "ocontact", "h2dcontact")
 PROB_TASKS = ("oafford",)
 """Tags whose 2D predictions are already probabilities (the model applies the sigmoid); the others are logits."""
 
-_PROB_EPS = 1e-6  # clamp for BCE on probabilities and for the 3D focal loss (spec: [1e-6, 1 - 1e-6])
+_PROB_EPS = 1e-6  # probabilities are clamped to [1e-6, 1 - 1e-6] before a log (the original's clamp in its 3D losses)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -87,7 +85,7 @@ def _check_pair(fn: str, pred: Tensor, target: Tensor, layout: str) -> None:
 def _valid_and_clean(target: Tensor) -> Tuple[Tensor, Tensor]:
     """Return (float mask of valid pixels, float target with ignore pixels set to 0)."""
     target = target.float()
-    valid = target != IGNORE_INDEX
+    valid = target != MASK_IGNORE_LABEL
     return valid.float(), torch.where(valid, target, torch.zeros_like(target))
 
 
@@ -102,7 +100,7 @@ def _mean_over_valid(per_pixel: Tensor, valid: Tensor) -> Tensor:
 def focal_bce_2d(
     pred: Tensor, target: Tensor, alpha: float = 0.5, gamma: float = 2.0, from_logits: bool = True
 ) -> Tensor:
-    """Focal-modulated binary cross-entropy per sample ("mask_bce_loss", spec §3).
+    """Focal-modulated binary cross-entropy per sample (the original's ``mask_bce_loss``, weight ``bce_loss_weight``).
 
     For every valid pixel (``target != -1``): ``alpha · (1 − p_t)^gamma · BCE`` with ``p_t = exp(−BCE)`` (= ``p`` on
     positive pixels, ``1 − p`` on negative ones). The per-pixel values are averaged over the valid pixels of each view,
@@ -139,7 +137,7 @@ def dice_2d(
     from_logits: bool = True,
     empty_views: str = "count",
 ) -> Tensor:
-    """Per-view soft dice loss, averaged over views (spec §3 "Dice2D").
+    """Per-view soft dice loss, averaged over views (the original's ``mask_dice_loss``).
 
     Per view, over valid pixels (``target != -1``), with ``p = sigmoid(pred)`` (or ``pred`` itself when
     ``from_logits=False``) and ``s = scale``::
@@ -180,7 +178,7 @@ def dice_2d(
 
 
 def mse_2d(pred_probs: Tensor, target: Tensor) -> Tensor:
-    """Per-view mean squared error over valid pixels, averaged over views ("mask_l2_loss", spec §3).
+    """Per-view mean squared error over valid pixels, averaged over views (the original's ``mask_l2_loss``).
 
     Used for object-affordance heat-map targets. A view with no valid pixel contributes 0 but still counts.
 
@@ -204,7 +202,8 @@ def mse_2d(pred_probs: Tensor, target: Tensor) -> Tensor:
 def focal_bce_3d(
     pred_probs: Tensor, target: Tensor, alpha: float = 0.25, gamma: float = 2.0, sparsity: float = 0.01
 ) -> Tensor:
-    """Per-vertex focal BCE plus a sparsity prior (L_hC and L_oC, spec §3).
+    """Per-vertex focal BCE plus a sparsity prior (L_hC and L_oC: the original's ``HumanContact3DLoss`` and
+    ``ObjectContact3DLoss``).
 
     ``p`` is clamped to ``[1e-6, 1 − 1e-6]``; per vertex ``alpha · (1 − p_t)^gamma · BCE(p, t)`` with
     ``p_t = p·t + (1 − p)·(1 − t)`` (the same constant-alpha modulation as :func:`focal_bce_2d`); the loss is the mean
@@ -229,7 +228,7 @@ def focal_bce_3d(
 
 
 def affordance_3d(pred_probs: Tensor, target: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
-    """Point-cloud affordance loss L_oA as the original intended it (spec §3, §11.1 item 4)::
+    """Point-cloud affordance loss L_oA as the original's ``ObjectAfford3DLoss`` intended it (there it is a constant)::
 
         0.5 · FocalCE + 0.3 · (1.5 − dice_pos − dice_neg) + 0.8 · MSE + 0.4 · L1
 
@@ -271,7 +270,7 @@ def affordance_3d(pred_probs: Tensor, target: Tensor, alpha: float = 0.25, gamma
 
 @dataclass
 class LossWeights:
-    """Loss weights and 2D-loss parameters (defaults = released configs, spec §5.1)."""
+    """Loss weights and 2D-loss parameters (defaults = the values of the original's released training configs)."""
 
     ce: float = 1.0  # --ce_loss_weight
     bce: float = 2.0  # --bce_loss_weight (Focal2D and MSE2D)
@@ -377,7 +376,7 @@ def combine_losses(
     weights: Optional[LossWeights] = None,
     dice_empty_views: str = "count",
 ) -> Tuple[Tensor, Dict[str, Tensor]]:
-    """Weighted InteractVLM training loss of one batch (spec §3).
+    """Weighted InteractVLM training loss of one batch (the original's ``CombinedLoss`` plus its LM cross-entropy).
 
     Args:
         ce_loss: next-token cross-entropy already computed by the language model (scalar).
@@ -477,34 +476,3 @@ def combine_losses(
         "total": total,
     }
     return total, {k: v.detach() for k, v in components.items()}
-
-
-class InteractVLMLoss(nn.Module):
-    """:func:`combine_losses` with its weights held as state (``forward`` takes the same per-batch arguments)."""
-
-    def __init__(self, weights: Optional[LossWeights] = None, dice_empty_views: str = "count") -> None:
-        super().__init__()
-        if dice_empty_views not in ("count", "skip"):
-            raise ValueError(f"InteractVLMLoss: `dice_empty_views` must be 'count' or 'skip'; got {dice_empty_views!r}")
-        self.weights = weights if weights is not None else LossWeights()
-        self.dice_empty_views = dice_empty_views
-
-    @classmethod
-    def from_config(cls, obj: Any, dice_empty_views: str = "count") -> "InteractVLMLoss":
-        return cls(LossWeights.from_config(obj), dice_empty_views)
-
-    def forward(
-        self,
-        ce_loss: Union[Tensor, float],
-        tags: Sequence[str],
-        pred_masks: MaybeTensors = None,
-        gt_masks: MaybeTensors = None,
-        pred_3d: Optional[Sequence[Optional[Tensor]]] = None,
-        gt_3d: Optional[Sequence[Optional[Tensor]]] = None,
-    ) -> Tuple[Tensor, Dict[str, Tensor]]:
-        return combine_losses(
-            ce_loss, tags, pred_masks, gt_masks, pred_3d, gt_3d, self.weights, self.dice_empty_views
-        )
-
-    def extra_repr(self) -> str:
-        return f"weights={self.weights}, dice_empty_views={self.dice_empty_views!r}"

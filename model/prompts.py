@@ -1,5 +1,5 @@
 """From the LM's hidden state to the per-view SAM prompts: seg-token gather, ``text_hidden_fcs``, camera encoders,
-attention splitter (spec §1.3–1.4). Module and parameter names follow the released checkpoints where known, so the
+attention splitter. Module and parameter names follow the released checkpoints where known, so the
 converter's key map stays a rename table.
 """
 
@@ -18,8 +18,9 @@ def build_text_hidden_fcs(hidden_size: int, out_dim: int) -> nn.Sequential:
 def seg_positions(input_ids: torch.Tensor, seg_token_ids: list[int] | tuple[int, ...]) -> torch.Tensor:
     """``[K, 2]`` (batch, position) of the hidden states that *predict* a seg token (the position before it).
 
-    This is the original's off-by-one (spec §1.3): the gathered hidden state is the one whose next-token prediction
-    is ``[SEG]``. ``input_ids`` already holds one token per image feature, so no image-length shift is needed.
+    This is the original's off-by-one (inherited from LISA), kept because the released ``text_hidden_fcs`` were
+    trained on it: the gathered hidden state is the one whose next-token prediction is ``[SEG]``. ``input_ids``
+    already holds one token per image feature, so no image-length shift is needed.
     """
     is_seg = torch.zeros_like(input_ids, dtype=torch.bool)
     for token_id in seg_token_ids:
@@ -104,8 +105,10 @@ def build_cam_encoder(kind: str, out_dim: int, num_views: int) -> nn.Module:
 
 class AttentionSplitter(nn.Module):
     """Joint human+object model: attention across the V view tokens with separate human / object queries and shared
-    keys/values; ``[HSEG]`` takes the human output, ``[OSEG]`` the object output (spec §1.4). The residual connection
-    is **inferred** from the 0.1 Xavier gain (a small-initialised branch that starts near the identity).
+    keys/values; ``[HSEG]`` takes the human output, ``[OSEG]`` the object output. As in the original's module there
+    is no residual connection: the prompt is the projected attention output alone (released joint checkpoints
+    depend on that). Our names map to the original's ``input_proj``, ``query_human``, ``query_object``, ``key``,
+    ``value``, ``output_proj`` (``model.convert_official``).
     """
 
     def __init__(self, dim: int, inner: int = 128) -> None:
@@ -124,4 +127,4 @@ class AttentionSplitter(nn.Module):
         x = self.in_proj(views)
         query = torch.where(is_object[:, None, None], self.object_query(x), self.human_query(x))
         attn = torch.softmax(query @ self.key(x).transpose(1, 2) * self.scale, dim=-1)
-        return views + self.out_proj(attn @ self.value(x))
+        return self.out_proj(attn @ self.value(x))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import weakref
 from pathlib import Path
 
@@ -16,8 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file
-from transformers import SamModel
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from transformers import SamConfig, SamModel
+from transformers.models.sam.modeling_sam import SamAttention
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
@@ -57,6 +60,27 @@ def postprocess_masks(low_res: torch.Tensor, input_size: tuple[int, int], image_
     return masks[:, 0]
 
 
+def build_sam_model(config: SamConfig) -> SamModel:
+    """``SamModel`` whose two-way blocks honour ``mask_decoder_config.attention_downsample_rate``.
+
+    transformers builds each ``SamTwoWayAttentionBlock``'s cross-attentions with a fixed rate of 2 (only the final
+    token→image attention reads the config), while segment-anything's ``TwoWayTransformer`` passes its rate to every
+    block; a SAM trained with another rate would not even load. The block cross-attentions are rebuilt at the
+    configured rate (a no-op for every released SAM, which uses 2).
+    """
+    sam = SamModel(config)
+    decoder = config.mask_decoder_config
+    rate = decoder.attention_downsample_rate
+    if decoder.hidden_size % rate:
+        raise ValueError(f"SAM mask decoder: hidden size {decoder.hidden_size} is not divisible by "
+                         f"attention_downsample_rate {rate}")
+    if rate != 2:
+        for layer in sam.mask_decoder.transformer.layers:
+            layer.cross_attn_token_to_image = SamAttention(decoder, downsample_rate=rate)
+            layer.cross_attn_image_to_token = SamAttention(decoder, downsample_rate=rate)
+    return sam
+
+
 def decode_views(
     sam: SamModel,
     image_embeddings: torch.Tensor,
@@ -85,33 +109,86 @@ def decode_views(
     return masks[:, 0, 0].reshape(batch, views, *masks.shape[-2:])
 
 
+CACHE_FORMAT = "interactvlm-view-embeddings-v2"  # part of every key: entries of older formats are never read
+# config fields that describe the saved file rather than the encoder's computation
+_VOLATILE_CONFIG_KEYS = ("transformers_version", "_name_or_path", "dtype", "torch_dtype", "architectures",
+                         "output_attentions", "output_hidden_states", "return_dict", "id2label", "label2id")
+
+
+def _stable_config(config) -> dict:
+    data = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    out = {}
+    for key, value in data.items():
+        if key in _VOLATILE_CONFIG_KEYS:
+            continue
+        out[key] = _stable_config(value) if isinstance(value, dict) else value
+    return out
+
+
+def tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """The exact bytes of a tensor's values (any dtype, bf16 included), independent of its device and strides."""
+    flat = tensor.detach().reshape(-1).contiguous().cpu()
+    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+
+
 def encoder_fingerprint(sam: SamModel) -> str:
-    """Cheap identity of the SAM image-encoder weights (config + per-tensor sums and a few values)."""
-    digest = hashlib.sha256(json.dumps(sam.config.vision_config.to_dict(), sort_keys=True, default=str).encode())
+    """Exact identity of what the SAM image encoder computes: a sha256 of the vision config and, for every tensor of
+    the encoder (sorted by name), its name, dtype, shape and raw bytes.
+
+    An earlier version summed the weights in float64; the sum's reduction order depends on torch's thread count, so
+    the key changed between 1 and 2 threads and a shipped cache never hit. Hashing bytes is exact: the same weights
+    give the same key on any device, thread count and process, a bf16 copy of the weights a different one.
+    """
+    digest = hashlib.sha256(CACHE_FORMAT.encode())
+    digest.update(json.dumps(_stable_config(sam.config.vision_config), sort_keys=True, default=str).encode())
     with torch.no_grad():
-        for name, param in sorted(sam.vision_encoder.state_dict().items()):
-            flat = param.detach().reshape(-1).double()
-            stats = torch.stack([flat.sum(), (flat * flat).sum(), flat[:4].sum(), flat[-4:].sum()])
-            digest.update(name.encode())
-            digest.update(stats.cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
+        for name, tensor in sorted(sam.vision_encoder.state_dict().items()):
+            digest.update(f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+            digest.update(tensor_bytes(tensor))
+    return digest.hexdigest()[:32]
 
 
 class ViewEmbeddingCache:
-    """SAM image embeddings of fixed renders, in memory and (optionally) on disk as safetensors keyed by a hash of the
-    render pixels and the encoder weights, so a stale entry can never be served."""
+    """SAM image embeddings of fixed renders, in memory and on disk as safetensors keyed by an exact hash of the
+    render pixels and the encoder (weights, dtype, config), so a stale entry can never be served.
 
-    def __init__(self, cache_dir: str | Path | None = None) -> None:
+    Disk lookups try ``cache_dir`` (written when the encoder has to run) and then ``read_dirs`` (read only: the
+    ``view_embeddings/`` shipped in a model directory). Nothing is ever written into a ``read_dirs`` folder; shipping
+    embeddings with a model is the explicit :meth:`save_to`. Each file also records its key, encoder fingerprint and
+    dtype in the safetensors metadata, and a file whose metadata disagrees with the lookup is ignored.
+    """
+
+    def __init__(self, cache_dir: str | Path | None = None, read_dirs: tuple[str | Path, ...] | list = ()) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.read_dirs = [Path(d) for d in read_dirs]
         self._memory: dict[str, torch.Tensor] = {}
+        self._meta: dict[str, dict[str, str]] = {}
         self._keys: dict[tuple[int, str], tuple[weakref.ref, int, str]] = {}  # hash each render tensor once
         self.encoder_runs = 0  # how often the encoder actually ran (tests and benchmarks read this)
+        self.disk_hits = 0
+        self.write_errors: list[str] = []  # cache folders that could not be written (the run goes on in memory)
 
     @staticmethod
     def key(pixel_values: torch.Tensor, fingerprint: str) -> str:
-        digest = hashlib.sha256(fingerprint.encode())
-        digest.update(pixel_values.detach().float().cpu().numpy().tobytes())
-        return digest.hexdigest()[:24]
+        digest = hashlib.sha256(f"{CACHE_FORMAT}\0{fingerprint}\0{pixel_values.dtype}\0"
+                                f"{tuple(pixel_values.shape)}\0".encode())
+        digest.update(tensor_bytes(pixel_values))
+        return digest.hexdigest()[:32]
+
+    def _read(self, key: str, fingerprint: str, dtype: torch.dtype) -> torch.Tensor | None:
+        for folder in ([self.cache_dir] if self.cache_dir is not None else []) + self.read_dirs:
+            path = folder / f"{key}.safetensors"
+            if not path.is_file():
+                continue
+            try:
+                with safe_open(str(path), framework="pt") as handle:
+                    meta = handle.metadata() or {}
+                    if meta.get("key") != key or meta.get("encoder") != fingerprint or meta.get("dtype") != str(dtype):
+                        continue  # written under another identity (or by an older version): never served
+                    return handle.get_tensor("embeddings")
+            except (OSError, SafetensorError, KeyError, ValueError):
+                continue  # a damaged cache file is a miss, not a crash
+        return None
 
     def get(self, sam: SamModel, pixel_values: torch.Tensor, fingerprint: str) -> torch.Tensor:
         """``[V, 3, S, S]`` preprocessed renders → ``[V, C, h, w]`` embeddings (no gradient: the encoder is frozen).
@@ -128,33 +205,50 @@ class ViewEmbeddingCache:
         if key in self._memory:
             return self._memory[key]
         param = next(sam.vision_encoder.parameters())
-        path = self.cache_dir / f"{key}.safetensors" if self.cache_dir is not None else None
-        if path is not None and path.is_file():
-            embeddings = load_file(str(path))["embeddings"]
+        embeddings = self._read(key, fingerprint, param.dtype)
+        if embeddings is not None:
+            self.disk_hits += 1
         else:
             with torch.no_grad():  # one view at a time: global-attention blocks of ViT-H need ~0.5 GiB per view
                 embeddings = torch.cat([sam.get_image_embeddings(view[None].to(param.device, param.dtype))
-                                        for view in pixel_values]).float().cpu()
+                                        for view in pixel_values]).cpu()
             self.encoder_runs += 1
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                save_file({"embeddings": embeddings.contiguous()}, str(tmp))
-                tmp.replace(path)
+            if self.cache_dir is not None:
+                try:
+                    self._write(self.cache_dir, key, embeddings, fingerprint, param.dtype)
+                except OSError as err:
+                    self.write_errors.append(f"{self.cache_dir}: {err.strerror or err}")
         embeddings = embeddings.to(param.device, param.dtype)
         self._memory[key] = embeddings
+        self._meta[key] = {"key": key, "encoder": fingerprint, "dtype": str(param.dtype)}
         return embeddings
+
+    @staticmethod
+    def _write(directory: Path, key: str, embeddings: torch.Tensor, fingerprint: str, dtype: torch.dtype) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{key}.safetensors"
+        tmp = directory / f".{key}.{os.getpid()}.tmp"
+        try:
+            save_file({"embeddings": embeddings.detach().cpu().contiguous()}, str(tmp),
+                      metadata={"key": key, "encoder": fingerprint, "dtype": str(dtype), "format": CACHE_FORMAT})
+            os.chmod(tmp, 0o644)  # a shared cache / shipped file, not a secret
+            tmp.replace(path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return path
 
     def clear_memory(self) -> None:
         self._memory.clear()
+        self._meta.clear()
         self._keys.clear()
 
-    def save_to(self, directory: str | Path) -> list[Path]:
-        """Write every in-memory entry to ``directory`` (shipping a model with its embeddings precomputed)."""
+    def save_to(self, directory: str | Path, keys: list[str] | None = None) -> list[Path]:
+        """Write in-memory entries (all, or ``keys``) to ``directory``: the explicit export that ships a model with
+        its embeddings precomputed (``model.io.write_view_embeddings``)."""
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
         paths = []
-        for key, embeddings in self._memory.items():
-            paths.append(directory / f"{key}.safetensors")
-            save_file({"embeddings": embeddings.float().cpu().contiguous()}, str(paths[-1]))
+        for key in (list(self._memory) if keys is None else keys):
+            meta = self._meta[key]
+            paths.append(self._write(directory, key, self._memory[key], meta["encoder"], getattr(torch, meta["dtype"][6:])))
         return paths

@@ -1,5 +1,8 @@
 """The fixed multi-view SAM inputs of one template, ready for the model: preprocessed renders, camera vectors,
-valid regions and the lifting operator (spec §1.5–1.7); for 2D models, the photo as the one SAM input."""
+valid regions and the lifting operator; for 2D models, the photo as the one SAM input.
+
+As in the original, SAM never sees the photo in a 3D model: its inputs are the same V renders of the body (or of
+the object) for every query, and the photo reaches the mask decoder only through the seg-token prompt."""
 
 from __future__ import annotations
 
@@ -106,7 +109,7 @@ class ViewTemplate(nn.Module):
 
 
 class PhotoTemplate(nn.Module):
-    """The SAM input of a 2D contact model: the photo itself (V = 1, spec §1.5), with nothing to lift.
+    """The SAM input of a 2D contact model: the photo itself (V = 1, as in the original's 2D model), with nothing to lift.
 
     Unlike a :class:`ViewTemplate`, it changes with every query, so its SAM embedding is never cached; masks are
     returned in the photo's frame (``mask_size`` = the photo's ``(H, W)``, or the label size in training), after

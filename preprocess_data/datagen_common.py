@@ -7,8 +7,8 @@ the readers in ``datasets/`` need. What they share lives here:
   temporary name and renamed, so an existing output is always complete and an interrupted run resumes by skipping
   what exists;
 * **human masks** (:class:`MaskGroup`, :func:`human_setup`, :func:`human_mask_job`): per-view body-render masks of a
-  contact vertex set (spec §4.2: a pixel is 255 when its triangle has at least ``min_vertices`` of its three vertices
-  in the set), through the lifting maps of the human template (ours under ``<dataset_dir>/templates/<body>/<view
+  contact vertex set (the original's rule: a pixel is 255 when its triangle has at least ``min_vertices`` of its three
+  vertices in the set), through the lifting maps of the human template (ours under ``<dataset_dir>/templates/<body>/<view
   set>`` or the original's ``<dataset_dir>/hcontact_vitruvian[_mv2]``);
 * **job running** (:func:`run_jobs`): a tqdm bar over a list of picklable jobs, in-process or in ``--workers`` spawned
   processes;
@@ -317,7 +317,8 @@ def find_human_template(dataset_dir: Path, body: str, view_set: ViewSet, size: i
             return folder, False
         if folder == candidates[0] or (folder / "template.json").is_file():
             tried.append(f"{folder} ({reason})")
-    if BODY_MODEL_FILES.get(body) is not None and BODY_MODEL_FILES[body].num_vertices == 6890:
+    release_topology = BODY_MODEL_FILES["smplh"].num_vertices  # the original's data.zip maps are SMPL-H renders
+    if BODY_MODEL_FILES.get(body) is not None and BODY_MODEL_FILES[body].num_vertices == release_topology:
         official = Path(dataset_dir) / view_set.folder
         if (official / f"pixel_to_vertex_map_{size}.npz").is_file():
             return official, True
@@ -391,7 +392,7 @@ def human_setup(dataset_dir: Path, body: str, view_set_names: Iterable[str], siz
 
 
 class MaskProjector:
-    """Contact vertex set → per-view masks through one template's lifting maps (spec §4.2), face-wise: a triangle
+    """Contact vertex set → per-view masks through one template's lifting maps (the original's rule), face-wise: a triangle
     is a contact face when ≥ ``min_vertices`` of its corners are in contact; a pixel shows its triangle's state."""
 
     def __init__(self, maps: LiftingMaps, min_vertices: int, view_names: Sequence[str]) -> None:

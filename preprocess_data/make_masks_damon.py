@@ -1,16 +1,17 @@
-"""DAMON: object-wise annotation pickles, foot–ground variants, body-render masks and 2D masks (spec §4.2, §4.4).
+"""DAMON: object-wise annotation pickles, foot–ground variants, body-render masks and 2D masks.
 
     bash scripts/run_datagen.sh damon [--splits train test] [--view-set 4MV-Z_Vitru_mv2 4MV-Z_Vitru] [--workers 4]
 
-Raw input per split (``<dataset-dir>/damon/<split>/``, the DECO/DAMON keys split into files, spec §10.1)::
+Raw input per split (``<dataset-dir>/damon/<split>/``, the InteractVLM release's files: DECO's DAMON npz keys, one file
+each)::
 
     imgname.npy                    [N] image paths (the basename is looked up in images/)
     contact_label.npy              [N, 6890] 0/1 (optional; when present its shape is checked)
     contact_label_objectwise.npy   [N] object array of {object name: [vertex ids]} (None / empty = no labels)
     images/<stem>.jpg              (needed by the readers, not here)
 
-Written (everything the reader ``datasets/damon.py`` needs, including the files the original never generated,
-spec §11.2 item 30)::
+Written (everything the reader ``datasets/damon.py`` needs, including the plain object-wise pickles, which the
+original's scripts never write: they come only with its download)::
 
     contact_label_objectwise.pkl              list (len N) of {object: sorted vertex ids}
     body_parts_objectwise.pkl                 {"<stem>_<object>": [parts with ≥ 10 % of their vertices in contact]}
@@ -18,7 +19,7 @@ spec §11.2 item 30)::
                                               name contains "supporting" that lie in the parts "left foot" /
                                               "right foot" (each part needing ≥ 10 % coverage by that object)
     body_parts_objectwise_wFootGround.pkl     as above; "foot_ground" parts are recomputed from its own vertices
-                                              (the original copied the "supporting" string, spec §11.1 item 16)
+                                              (the original copied the "supporting" part list)
     <view-set folder>/<object>/<stem>_<view>.png   255 = contact, one set per (image, object) with contact, for each
                                               --view-set (min_vertices of the set; foot_ground included)
     contact_render_2d/<object>/<stem>_contact_mask.png   only with --contact-2d-dir (see below)
@@ -115,7 +116,7 @@ def read_raw_split(split_dir: Path, num_vertices: int) -> DamonRaw:
 
 def foot_ground_ids(entry: dict[str, np.ndarray], segmentation: dict[str, np.ndarray],
                     foot_parts: tuple[str, ...] = FOOT_PARTS) -> np.ndarray:
-    """Vertices of the "supporting" objects that lie in a foot part covered ≥ 10 % by that object (spec §4.2)."""
+    """Vertices of the "supporting" objects that lie in a foot part covered ≥ 10 % by that object (the original's rule)."""
     selected = []
     for obj, ids in entry.items():
         if SUPPORTING not in obj or len(ids) == 0:

@@ -1,4 +1,4 @@
-"""LEMON: human body-render masks + body parts, and the object affordance heat maps (spec §4.2–4.4).
+"""LEMON: human body-render masks + body parts, and the object affordance heat maps, as ``datasets/lemon.py`` reads them.
 
     bash scripts/run_datagen.sh lemon [--splits train val] [--parts human object] [--workers 4]
 

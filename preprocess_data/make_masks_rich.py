@@ -1,5 +1,5 @@
 """RICH human–scene contact: downscaled images, body-render masks and the index pickles, for train AND val
-(spec §4.2, §4.4; the original produced only train, from cluster-specific TSVs).
+(the original produced only train, from TSVs at absolute paths on the authors' cluster).
 
     bash scripts/run_datagen.sh rich [--splits train val] [--workers 4]
     bash scripts/run_datagen.sh rich --tsv train=rich_train.label.tsv --image-tsv train=rich_train.img.tsv ...

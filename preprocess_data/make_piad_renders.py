@@ -1,4 +1,5 @@
-"""Point-cloud affordance heat maps for PIAD and LEMON (spec §4.3), and the OpenShape-lookup replacement.
+"""Point-cloud affordance heat maps for PIAD and LEMON (the original's renders and labels), and the OpenShape-lookup
+replacement.
 
     bash scripts/run_datagen.sh piad [--settings seen unseen] [--splits Train Test] [--lookup aligned] [--workers 4]
 

@@ -1,4 +1,4 @@
-"""PICO object contact: mesh renders, contact masks, pixel→vertex maps and per-vertex contact (spec §4.3–4.4).
+"""PICO object contact: mesh renders, contact masks, pixel→vertex maps and per-vertex contact (``datasets/pico.py``).
 
     bash scripts/run_datagen.sh pico [--splits train test] [--workers 4]
 

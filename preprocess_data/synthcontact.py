@@ -47,6 +47,8 @@ SPLITS = ("train", "val", "test", "test_heldout")
 SPLIT_IDS = {name: i for i, name in enumerate(SPLITS)}
 VIEW_SET = "4MV-Z_Vitru_mv2"
 MASK_2D_FOLDER = "contact_render_2d"  # the folder Damon2DDataset reads
+LABELS_2D_FOLDER = "labels_2d"  # per image: what every pixel shows (vision pretraining targets)
+LABEL_OBJECT_OFFSET = 32  # labels_2d: 0 background, 1 + part index = body part, 32 + OBJECT_NAMES index = object
 MIN_VERTICES = 2
 NUM_BODY_VERTICES = 6997
 OWNED_ENTRIES = (*SPLITS, "README.md", "splits.json")
@@ -139,6 +141,7 @@ class Sample:
     masks: dict[str, np.ndarray]  # object -> [V, S, S] uint8 0/1 (objects with contact only)
     masks_2d: dict[str, np.ndarray]  # object -> [H, W] uint8 0/1 in the image frame (objects with contact only)
     meta: dict = field(default_factory=dict)
+    labels_2d: np.ndarray | None = None  # [H, W] uint8: what each pixel of the image shows (LABEL_OBJECT_OFFSET)
 
     @property
     def contact_objectwise(self) -> dict[str, list[int]]:
@@ -265,6 +268,7 @@ class SynthContactGenerator:
                 masks_2d[o.name] = rend.contact_mask_2d(body_frags, self.ctx.faces, labels)
                 om["contact_pixels_2d"] = int(masks_2d[o.name].sum())
         visible_body = int(((frags.face_ids >= 0) & (frags.face_ids < len(self.ctx.faces))).sum())
+        labels_2d = self.pixel_labels(frags.face_ids, objects)
         body_pixels = visible_body if body_frags is None else int((body_frags.face_ids >= 0).sum())
 
         stem = stem_of(split, index)
@@ -294,7 +298,21 @@ class SynthContactGenerator:
             "scene_attempts": scene.attempts,
             "epsilon": sc.EPSILON,
         }
-        return Sample(split, index, stem, jpeg, objects, masks, masks_2d, meta)
+        meta["labels_2d"] = {"path": f"{LABELS_2D_FOLDER}/{stem}.png", "background": 0,
+                             "parts": {name: i + 1 for i, name in enumerate(self.ctx.part_names)},
+                             "objects": {o.name: LABEL_OBJECT_OFFSET + sc.OBJECT_NAMES.index(o.name) for o in objects}}
+        return Sample(split, index, stem, jpeg, objects, masks, masks_2d, meta, labels_2d)
+
+    def pixel_labels(self, face_ids: np.ndarray, objects: list[SampleObject]) -> np.ndarray:
+        """The image's label map from the scene's own fragments (what the camera sees): the body part of the body
+        face hit (the part of its first corner), the object class of an object face, 0 for the background."""
+        body_faces = self.ctx.faces
+        face_label = [self.ctx.part_of_vertex[body_faces[:, 0]] + 1]
+        for o in objects:
+            face_label.append(np.full(len(o.faces), LABEL_OBJECT_OFFSET + sc.OBJECT_NAMES.index(o.name)))
+        table = np.concatenate(face_label).astype(np.uint8)
+        ids = np.asarray(face_ids)
+        return np.where(ids >= 0, table[np.clip(ids, 0, None)], 0).astype(np.uint8)
 
     # -- writing -------------------------------------------------------------------------------------------------
 
@@ -312,6 +330,8 @@ class SynthContactGenerator:
         for name, mask in sample.masks_2d.items():  # one per object with 3D contact, even if none of it is visible
             write_png(split_dir / MASK_2D_FOLDER / name / f"{sample.stem}_contact_mask.png",
                       (mask > 0).astype(np.uint8) * 255)
+        if sample.labels_2d is not None:
+            write_png(split_dir / LABELS_2D_FOLDER / f"{sample.stem}.png", sample.labels_2d)
         # the image is written last (atomically): its presence marks the sample's files as complete
         write_bytes(split_dir / "images" / f"{sample.stem}.jpg", sample.image_jpeg)
         return sample.meta
@@ -328,6 +348,8 @@ def sample_files(out_dir: Path, meta: dict, view_names: Iterable[str]) -> list[P
     """Every file a sample owns (used to decide whether it is complete)."""
     split_dir = Path(out_dir) / meta["split"]
     files = [split_dir / meta["imgname"]]
+    if "labels_2d" in meta:
+        files.append(split_dir / meta["labels_2d"]["path"])
     for obj in meta["objects"]:
         files.append(split_dir / obj["ply"])
         if obj["contact_vertices"]:
@@ -535,7 +557,7 @@ def run(
     skipped = 0
     for split in SPLITS:
         split_dir = out_dir / split
-        for sub in ("images", "objects", "hcontact_vitruvian_mv2", MASK_2D_FOLDER):
+        for sub in ("images", "objects", "hcontact_vitruvian_mv2", MASK_2D_FOLDER, LABELS_2D_FOLDER):
             (split_dir / sub).mkdir(parents=True, exist_ok=True)
         _repair_meta_tail(split_dir / "meta.jsonl")
         done = read_meta(split_dir / "meta.jsonl")

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from datasets.io import load_pickle
 from utils.geometry.raycast import rasterize
 from utils.geometry.shading import phong_shade, to_uint8
 
@@ -91,8 +91,9 @@ def make_gallery(data_dir: str | Path, output: str | Path, num: int = 8, tile: i
     caption_h = 40
     cells = []
     for split, index, meta in pick_samples(data_dir, num):
-        with open(data_dir / split / "contact_label_objectwise.pkl", "rb") as handle:
-            per_object = pickle.load(handle)[index]
+        # restricted unpickler (plain containers and arrays only): a data folder's pickle could otherwise run code
+        per_object = load_pickle(data_dir / split / "contact_label_objectwise.pkl",
+                                 "a list (one per sample) of {object: [vertex ids]}")[index]
         colors = np.tile(BODY_GREY, (len(vertices), 1))
         legend = []
         for k, (name, ids) in enumerate(per_object.items()):

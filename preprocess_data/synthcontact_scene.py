@@ -30,7 +30,9 @@ COMBINATIONS: dict[tuple[str, str], tuple[str, float]] = {
     ("sitting", "chair"): ("sit", 1.2),
     ("sitting", "bench"): ("sit", 1.0),
     ("sitting", "box"): ("sit", 1.0),
+    ("sitting", "bed"): ("sit", 1.0),  # on the edge: hips and thighs, not the back
     ("lying", "bed"): ("lie", 1.2),
+    ("lying", "bench"): ("lie", 0.8),  # the back, not the hips and thighs of sitting
     ("leaning", "dining_table"): ("lean", 1.2),
     ("stepping", "box"): ("step_on", 1.0),
     ("stepping", "bench"): ("step_on", 1.0),
@@ -38,7 +40,13 @@ COMBINATIONS: dict[tuple[str, str], tuple[str, float]] = {
     ("holding", "bottle"): ("hold", 1.0),
     ("holding", "baseball_bat"): ("hold", 1.0),
     ("holding", "sports_ball"): ("hold", 1.0),
+    ("holding", "box"): ("hold", 1.0),  # carried between both palms (the two-handed pose of holding a ball)
 }
+# Box, bench and bed are each touched with different body parts in different training combinations (box: a foot when
+# stepped on, both palms when carried; bench: hips and thighs when sat on, the back when lain on; bed: the back vs the
+# hips), so the class alone cannot give their contact; for bottle, bat, ball and the ground the image must tell which
+# hand or foot. Objects held with both hands (the two-handed holding pose):
+TWO_HANDED = ("sports_ball", "box")
 # Never in train/val; only in test_heldout. Each pairs a family and an object that both occur in train otherwise.
 HELDOUT_COMBINATIONS: tuple[tuple[str, str], ...] = (("sitting", "box"), ("stepping", "bench"), ("holding", "sports_ball"))
 
@@ -492,6 +500,10 @@ def _seat(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, name: str, 
     elif name == "chair":
         width = rng.uniform(0.42, 0.56)
         depth_back = rng.uniform(0.0, 0.06)
+    elif name == "bed":  # sitting on the edge: the mattress reaches far behind and to both sides
+        width = rng.uniform(1.0, 1.6)
+        x_mid += rng.uniform(-1, 1) * (width / 2 - 0.4)
+        depth_back = rng.uniform(0.8, 1.6)
     else:
         width = rng.uniform(0.40, 0.62)
         depth_back = rng.uniform(0.0, 0.15)
@@ -536,6 +548,21 @@ def _bed(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray) -> SceneObje
     return SceneObject("bed", "lie", parts, {"width": x1 - x0, "length": z1 - z0, "height": height},
                        [(x0 + x1) / 2, parts[0]["center"][1] + height / 2, (z0 + z1) / 2], 0.0,
                        expected_any=("torso", "hips"), max_penetration=MATTRESS_MAX_PENETRATION)
+
+
+def _lie_bench(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray) -> SceneObject:
+    """A hard bench under a lying body: the body's footprint plus a few centimetres, raised until the trunk
+    touches it (1.2–2.5 cm in); unlike a mattress nothing may sink deeper than 5 cm."""
+    lo, hi = v.min(0), v.max(0)
+    margin = rng.uniform(0.02, 0.1, size=4)
+    height = rng.uniform(0.38, 0.5)
+    x0, x1, z0, z1 = lo[0] - margin[0], hi[0] + margin[1], lo[2] - margin[2], hi[2] + margin[3]
+    parts = [_block(x0, x1, lo[1] - 1.0 - height, lo[1] - 1.0, z0, z1)]
+    trunk = _part_vertices(ctx, v, "torso", "hips")
+    parts, _ = geo.place_by_contact(parts, [0, 1, 0], trunk, rng.uniform(0.012, 0.025))
+    return SceneObject("bench", "lie", parts, {"width": x1 - x0, "depth": z1 - z0, "height": height},
+                       [(x0 + x1) / 2, parts[0]["center"][1] + height / 2, (z0 + z1) / 2], 0.0,
+                       expected_any=("torso", "hips"))
 
 
 def _table(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, floor: float) -> SceneObject:
@@ -631,6 +658,8 @@ def _held(rng: np.random.Generator, ctx: BodyContext, pb: PoseBuilder, v: np.nda
         return SceneObject(name, "hold", [geo.sphere(centre, hi)], {"radius": hi}, list(map(float, centre)), 0.0,
                            expected_parts=("left hand", "right hand"),
                            allowed_parts=("left hand", "right hand", "left forearm", "right forearm"))
+    if name == "box":
+        return _carried_box(rng, ctx, pb, v)
     side = info["side"]
     centre, palm, thumb = _hand_frame(pb, v, ctx, side)
     rot = geo.rotation_between([0, 1, 0], thumb)  # cylinder axis (local +y) along the grip axis
@@ -650,6 +679,31 @@ def _held(rng: np.random.Generator, ctx: BodyContext, pb: PoseBuilder, v: np.nda
     parts, _ = geo.place_by_contact(parts, -palm, v, rng.uniform(0.004, 0.012), start=0.3)
     return SceneObject(name, "hold", parts, size, parts[0]["center"], 0.0, expected_parts=(f"{side} hand",),
                        allowed_parts=(f"{side} hand", f"{side} forearm"))
+
+
+def _carried_box(rng: np.random.Generator, ctx: BodyContext, pb: PoseBuilder, v: np.ndarray) -> SceneObject:
+    """A box between both palms (its width along the hand-to-hand axis), grown until the palms press into it."""
+    left, right = _hand_frame(pb, v, ctx, "left")[0], _hand_frame(pb, v, ctx, "right")[0]
+    centre = 0.5 * (left + right)
+    axis = _unit(left - right)
+    rot = geo.rotation_between([1, 0, 0], axis)
+    height, depth = rng.uniform(0.08, 0.16), rng.uniform(0.1, 0.18)  # half extents across the grip
+    pen = rng.uniform(0.004, 0.012)
+    lo, hi = 0.02, 0.4
+    if geo.object_sdf(v, [geo.box(centre, [lo, height, depth], rot)]).min() <= -pen:
+        raise PlacementError("box centre inside the body")
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        if geo.object_sdf(v, [geo.box(centre, [mid, height, depth], rot)]).min() > -pen:
+            lo = mid
+        else:
+            hi = mid
+    if not 0.08 <= hi <= 0.3:
+        raise PlacementError(f"carried box half-width {hi:.3f} implausible")
+    return SceneObject("box", "hold", [geo.box(centre, [hi, height, depth], rot)],
+                       {"width": 2 * hi, "height": 2 * height, "depth": 2 * depth}, list(map(float, centre)), 0.0,
+                       expected_parts=("left hand", "right hand"),
+                       allowed_parts=("left hand", "right hand", "left forearm", "right forearm"))
 
 
 # ----- distractors (untouched objects) ---------------------------------------------------------------------------
@@ -753,7 +807,7 @@ def _try_scene(rng: np.random.Generator, ctx: BodyContext, family: str, primary:
     betas = rng.uniform(-1.5, 1.5, size=10)
     pb = PoseBuilder(ctx.rest_joints(betas))
     sampler = POSE_SAMPLERS[family]
-    info = sampler(pb, rng, two_hands=True) if (family == "holding" and primary == "sports_ball") else sampler(pb, rng)
+    info = sampler(pb, rng, two_hands=True) if (family == "holding" and primary in TWO_HANDED) else sampler(pb, rng)
     full_pose = pb.full_pose()
     raw = pose_body(ctx.model, betas, full_pose)
     # translation: body centred over the origin, lowest point at y = 0
@@ -776,7 +830,7 @@ def _try_scene(rng: np.random.Generator, ctx: BodyContext, family: str, primary:
     elif family == "sitting":
         objects.append(_seat(rng, ctx, v, primary, floor))
     elif family == "lying":
-        objects.append(_bed(rng, ctx, v))
+        objects.append(_lie_bench(rng, ctx, v) if primary == "bench" else _bed(rng, ctx, v))
         bed = objects[-1].parts[0]
         floor = bed["center"][1] - bed["half_extents"][1]  # distractors stand where the bed stands
     elif family == "leaning":

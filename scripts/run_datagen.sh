@@ -4,6 +4,8 @@
 # Stages:
 #   synth   SynthContact: synthetic human-object contact images in the DAMON layout
 #           (python -m preprocess_data.synthcontact; default --output-dir data/synthcontact)
+#   synth-train  what the bundled joint model trains on besides: object contact on the class templates and the
+#           foot-ground files (synthcontact_objects + synthcontact_footground; default --data-dir data/synthcontact)
 #   damon   DAMON object-wise pickles, foot-ground variants, body-render masks (+ 2D masks)  (make_masks_damon)
 #   lemon   LEMON human masks + body parts, object heat maps                                 (make_masks_lemon)
 #   rich    RICH downscaled images, masks, index pickles for train and val                   (make_masks_rich)
@@ -54,6 +56,13 @@ case "${stage}" in
         export PYTHONPATH="${REPO_ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
         exec "${PYTHON}" -m preprocess_data.synthcontact "${args[@]}"
         ;;
+    synth-train)
+        data_dir="${REPO_ROOT}/data/synthcontact"
+        if [[ "${1:-}" == "--data-dir" ]]; then data_dir="$2"; shift 2; fi
+        export PYTHONPATH="${REPO_ROOT}${PYTHONPATH:+:${PYTHONPATH}}"
+        "${PYTHON}" -m preprocess_data.synthcontact_objects --data-dir "${data_dir}" "$@"
+        exec "${PYTHON}" -m preprocess_data.synthcontact_footground --data-dir "${data_dir}"
+        ;;
     damon|lemon|rich|piad|pico|templates)
         case "${stage}" in
             damon) entry=(-m preprocess_data.make_masks_damon) ;;
@@ -70,7 +79,7 @@ case "${stage}" in
         usage
         ;;
     *)
-        echo "run_datagen.sh: unknown stage '${stage}'. Known stages: synth damon lemon rich piad pico templates" >&2
+        echo "run_datagen.sh: unknown stage '${stage}'. Known stages: synth synth-train damon lemon rich piad pico templates" >&2
         usage >&2
         exit 2
         ;;

@@ -8,7 +8,8 @@
 #   bash scripts/run_demo.sh hcontact frames/ folder --video-frames --object chair --smooth 5
 # Modes: hcontact hcontact-wScene h2dcontact oafford ocontact hcontact-ocontact
 # Default model: trained_models/interactvlm-tiny-synthcontact (trained on synthetic data only); --model DIR for another.
-# Outputs: outputs/demo/<mode>/<sample>/ (or --output-dir DIR); the input folder is never written to.
+# Outputs: outputs/demo/<mode>/<sample>/ (replaced by every run), or --output-dir DIR (an earlier run's results there
+# need --overwrite); the input folder is never written to, and no file the demo did not write is ever overwritten.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${PYTHON:-$root/.venv/bin/python}"
@@ -33,4 +34,5 @@ case "$kind" in
   *) echo "unknown input mode '$kind'; use folder, file or manifest" >&2; exit 2 ;;
 esac
 shift $(( $# < 3 ? $# : 3 ))
-exec "$py" "$root/run_demo.py" --mode "$mode" --input "$input" --input-mode "$kind" "$@"
+# --opt=value: an input whose name starts with '-' (e.g. -chair__x.jpg) is not taken for an option
+exec "$py" "$root/run_demo.py" "--mode=$mode" "--input=$input" "--input-mode=$kind" "$@"

@@ -43,3 +43,18 @@ def make_tiny_model(tokenizer, template_folder, seed: int = 0, **overrides) -> I
 @pytest.fixture()
 def tiny_model(tiny_tokenizer, synthbody_template_128):
     return make_tiny_model(tiny_tokenizer, synthbody_template_128)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory):
+    """Caches written by the code under test (view embeddings, geodesics) go to a temporary folder, not ~/.cache."""
+    import os
+
+    if os.environ.get("INTERACTVLM_CACHE"):
+        yield
+        return
+    os.environ["INTERACTVLM_CACHE"] = str(tmp_path_factory.mktemp("interactvlm_cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("INTERACTVLM_CACHE", None)

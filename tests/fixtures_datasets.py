@@ -1,4 +1,4 @@
-"""Tiny on-disk copies of the release layouts (spec §4.4) for the dataset-reader tests.
+"""Tiny on-disk copies of the original releases' layouts for the dataset-reader tests.
 
 Human masks are made the way the release made them: the contact vertex set is projected through a template rendered
 from the synthetic body (``utils.geometry.projection.contact_masks``) and written as 8-bit PNGs (255 = contact).

@@ -37,4 +37,20 @@ def test_infer_tiny_quick(capsys):
     assert result["encoder_runs_cached"] == 0
     assert result["encoder_runs_uncached"] == 2  # one round = 2 uncached queries (A B B A)
     assert result["queries_per_s"]["cached"] > 0 and result["ratios"]["batch_speedup"] > 0
+    assert result["equality"]["same_ids"] and result["ratios"]["prefix_speedup"] > 0
     assert "queries/s" in capsys.readouterr().out
+
+
+def test_flops_original_path_vs_shared_prefix(capsys):
+    report = flops.main(["--preset", "lisa-13b", "--objects", "1", "8"])["lisa-13b"]
+    paths, ratios = report["paths"], report["path_ratios"]
+    # "ours before" at one object per image is the per-query total with the view cache
+    assert paths[1]["ours_before"]["total"] == pytest.approx(report["flops_per_query_with_cache"])
+    t, a = report["prefill_tokens"], report["answer_tokens"]
+    assert paths[1]["original"]["lm"] > a * 2 * 12.9e9 * t  # every generated token re-runs the whole sequence
+    assert paths[1]["original"]["sam_encoder"] == pytest.approx(report["flops"]["sam_encoder"])
+    # the shared prefix and the early stop cost nothing extra for a lone query and save ~5x the LM at 8 per image
+    assert paths[1]["ours"]["total"] < paths[1]["ours_before"]["total"]
+    assert paths[8]["ours"]["lm"] * 4 < paths[8]["ours_before"]["lm"]
+    assert ratios[1]["original_over_ours"] >= 20 and ratios[8]["original_over_ours"] >= 50
+    assert "original path vs ours" in capsys.readouterr().out

@@ -14,16 +14,15 @@ from safetensors.torch import save_file
 
 from model.convert_official import (
     ConversionError,
+    cam_encoder_from_keys,
     convert_official,
-    map_attention_splitter,
-    map_cam_encoder,
     official_to_ours,
     resize_rows,
     to_official_state_dict,
 )
 from model.interactvlm import clip_preprocess
 from model.io import load_interactvlm
-from model.prompts import AttentionSplitter, build_cam_encoder
+from model.prompts import build_cam_encoder
 from tests.conftest import make_tiny_model
 from utils.conversation import build_prompt, make_qa
 
@@ -126,7 +125,8 @@ def test_key_map_round_trip(gen_model):
                  "model.visual_model.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",
                  "model.visual_model.prompt_encoder.mask_downscaling.6.weight",
                  "model.visual_model.mask_decoder.transformer.layers.1.norm4.weight",
-                 "model.visual_model.mask_decoder.output_hypernetworks_mlps.3.layers.2.bias"):
+                 "model.visual_model.mask_decoder.output_hypernetworks_mlps.3.layers.2.bias",
+                 "cam_pose_encoder.spatial_encoder.2.weight", "cam_pose_encoder.view_transforms.3.bias"):
         assert name in official, name
     mapped = official_to_ours(official)
     state = gen_model.state_dict()
@@ -146,26 +146,18 @@ def test_bin_shards_convert_to_identical_outputs(gen_model, tiny_tokenizer, synt
     _assert_same(out, gen_model, tiny_tokenizer)
 
 
-def test_safetensors_shards_with_separate_clip_and_renamed_modules(tiny_tokenizer, synthbody_template_128, tmp_path):
+def test_safetensors_shards_with_separate_clip_joint_model(tiny_tokenizer, synthbody_template_128, tmp_path):
     """Joint Gen-Hu-Obj model; CLIP dropped (as the merge script does) and supplied as a CLIPVisionModel directory;
-    camera encoder and splitter under other names, so only their shapes identify them."""
+    the camera encoder and splitter under the original's module names (spatial_encoder / view_transforms,
+    input_proj / query_human / … / output_proj)."""
     model = make_tiny_model(tiny_tokenizer, synthbody_template_128, seed=6, token_type="Gen-Hu-Obj")
     _perturb(model, 6)
-    names = {"shared.0": "z_cam_mlp.0", "shared.2": "z_cam_mlp.2", "in_proj": "proj_in", "out_proj": "proj_out",
-             "human_query": "q_human", "object_query": "q_object", "key": "k", "value": "v"}
-    names.update({f"view_layers.{v}": f"a_view_fc.{v}" for v in range(4)})
-
-    def rename(key: str) -> str:
-        for prefix in ("model.cam_pose_encoder.", "model.attention_splitter."):
-            if key.startswith(prefix):
-                module, _, leaf = key[len(prefix):].rpartition(".")
-                return f"{prefix}{names[module]}.{leaf}"
-        return key
-
     config = _official_config(model, token_type="Gen-Hu-Obj", cam_encoder_type="vi_v1", multiview_cam_cond=True,
                               multiview_channels=4, hC_sam_view_type="4MV-Z_Vitru_mv2", hC_question_type="parts")
     checkpoint = _write_official(model, tiny_tokenizer, tmp_path / "official", fmt="safetensors", drop_vision=True,
-                                 rename=rename, config=config)
+                                 config=config)
+    index = json.loads((checkpoint / "model.safetensors.index.json").read_text())["weight_map"]
+    assert "attention_splitter.query_object.weight" in index and "cam_pose_encoder.view_transforms.2.weight" in index
     model.vlm.model.vision_tower.save_pretrained(tmp_path / "clip")  # a CLIPVisionModel directory
     with pytest.raises(ConversionError, match="--clip"):  # no vision tower anywhere
         convert_official(checkpoint, tmp_path / "no_clip")
@@ -173,50 +165,72 @@ def test_safetensors_shards_with_separate_clip_and_renamed_modules(tiny_tokenize
     report = json.loads((out / "conversion.json").read_text())
     assert report["layout"] == "safetensors shards" and report["token_type"] == "Gen-Hu-Obj"
     assert report["view_set"]["source"] == "config.json hC_sam_view_type"
-    cam = report["cam_encoder"]["mapping (inferred from shapes)"]
-    assert cam["model.cam_pose_encoder.a_view_fc.2"] == "cam_pose_encoder.view_layers.2"
-    assert cam["model.cam_pose_encoder.z_cam_mlp.2"] == "cam_pose_encoder.shared.2"
-    assert report["attention_splitter"]["mapping (inferred from shapes)"]["model.attention_splitter.q_object"] == \
-        "attention_splitter.object_query"
+    assert report["cam_encoder"] == {"type": "vi_v1", "num_views": 4} and report["attention_splitter"] is True
     _assert_same(out, model, tiny_tokenizer)
 
 
-def _renamed_cam_encoder(kind: str, out_dim: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
-    """An encoder under other names, with no shared container (the per-view ModuleList then decides)."""
+@pytest.mark.parametrize("kind,out_dim", [("simple", 64), ("view_index", 64), ("vi_v1", 64), ("vi_v1", 256)])
+def test_cam_encoder_type_from_the_original_names(kind, out_dim):
+    """``simple`` = linear1; ``view_index`` / ``vi_v1`` = spatial_encoder + view_transforms, told apart by width."""
     torch.manual_seed(0)
     encoder = build_cam_encoder(kind, out_dim, 4)
-    renames = {"encoder.0": "fc", "shared.0": "input_fc", "shared.2": "mid_fc"}
-    state = {}
-    for key, tensor in encoder.state_dict().items():
-        module, _, leaf = key.rpartition(".")
-        state[f"{renames.get(module, module.replace('view_layers', 'per_view'))}.{leaf}"] = tensor
-    return encoder, state
-
-
-@pytest.mark.parametrize("kind,out_dim,hint", [("simple", 64, None), ("view_index", 64, None), ("vi_v1", 64, None),
-                                               ("vi_v1", 128, "vi_v1"), ("view_index", 128, "view_index")])
-def test_cam_encoder_identified_by_shape(kind, out_dim, hint):
-    encoder, state = _renamed_cam_encoder(kind, out_dim)
-    detected, views, tensors, _ = map_cam_encoder(state, out_dim, hint)
-    assert detected == kind and views == (0 if kind == "simple" else 4)
-    expected = {f"cam_pose_encoder.{k}": v for k, v in encoder.state_dict().items()}
-    assert set(tensors) == set(expected) and all(torch.equal(tensors[k], expected[k]) for k in expected)
+    state = {f"cam_pose_encoder.{k}": v for k, v in encoder.state_dict().items()}
+    official = {k.replace("encoder.0", "linear1").replace("shared", "spatial_encoder")
+                .replace("view_layers", "view_transforms"): v for k, v in state.items()}
+    mapped = official_to_ours(official)
+    assert (mapped.cam_encoder_type, mapped.num_views) == (kind, 0 if kind == "simple" else 4)
+    assert set(mapped.tensors) == set(state) and all(torch.equal(mapped.tensors[k], state[k]) for k in state)
 
 
 def test_ambiguous_cam_encoder_needs_a_hint():
-    _, state = _renamed_cam_encoder("vi_v1", 128)  # hidden = out_dim = 128: vi_v1 and view_index look alike
+    encoder = build_cam_encoder("vi_v1", 128, 4)  # D = 128: vi_v1 and view_index have the same shapes
+    tensors = {f"cam_pose_encoder.{k}": v for k, v in encoder.state_dict().items()}
     with pytest.raises(ConversionError, match="--cam-encoder"):
-        map_cam_encoder(state, 128)
+        cam_encoder_from_keys(tensors)
+    assert cam_encoder_from_keys(tensors, "vi_v1") == ("vi_v1", 4)
 
 
-def test_splitter_roles_fall_back_to_checkpoint_order():
-    splitter = AttentionSplitter(64)
-    names = dict(zip(["in_proj", "human_query", "object_query", "key", "value", "out_proj"], "abcdef"))
-    state = {f"{names[k.rpartition('.')[0]]}.{k.rpartition('.')[2]}": v for k, v in splitter.state_dict().items()}
-    with pytest.warns(UserWarning, match="checkpoint order"):
-        tensors, mapping = map_attention_splitter(state, 64)
-    assert mapping == {"a": "in_proj", "b": "human_query", "c": "object_query", "d": "key", "e": "value", "f": "out_proj"}
-    assert torch.equal(tensors["attention_splitter.key.weight"], splitter.key.weight)
+def test_attention_downsample_rate_is_honoured(tiny_tokenizer, synthbody_template_128, tmp_path):
+    """A SAM decoder trained with another cross-attention downsampling rate converts and gives the same masks
+    (transformers' two-way blocks hard-code 2; model.sam.build_sam_model rebuilds them at the configured rate)."""
+    from model.config import build_config
+
+    sam = build_config("tiny").sam_config.to_dict()
+    sam["mask_decoder_config"]["attention_downsample_rate"] = 4
+    model = make_tiny_model(tiny_tokenizer, synthbody_template_128, seed=8, sam_config=sam)
+    assert model.sam.mask_decoder.transformer.layers[0].cross_attn_token_to_image.internal_dim == 16
+    _perturb(model, 8)
+    checkpoint = _write_official(model, tiny_tokenizer, tmp_path / "official", shards=2)
+    out = convert_official(checkpoint, tmp_path / "ours", view_set="4MV-Z_Vitru_mv2", human_template=synthbody_template_128)
+    assert json.loads((out / "conversion.json").read_text())["sam_decoder"]["attention_downsample_rate"] == 4
+    _assert_same(out, model, tiny_tokenizer)
+
+
+def test_official_template_folder_size_read_from_the_arrays(tmp_path):
+    """The original names its maps ``_1024`` whatever their size; a 32-px pair under that name is read as 32 px."""
+    from model.convert_official import import_official_template
+    from utils.geometry.lifting_maps import LiftingMaps
+    from utils.geometry.template_views import load_template
+    from utils.geometry.views import get_view_set
+
+    import cv2
+
+    views = ("topfront", "bottomfront", "topback", "bottomback")
+    rng = np.random.default_rng(0)
+    ids = {v: np.where(rng.random((32, 32, 1)) < 0.5, rng.integers(0, 100, (32, 32, 3)), -1) for v in views}
+    bary = {v: rng.dirichlet((1, 1, 1), (32, 32)).astype(np.float32) for v in views}
+    np.savez_compressed(tmp_path / "pixel_to_vertex_map_1024.npz", **ids)
+    np.savez_compressed(tmp_path / "bary_coords_map_1024.npz", **bary)
+    for v in views:
+        cv2.imwrite(str(tmp_path / f"body_render_norm_{v}.png"), np.full((32, 32, 3), 128, np.uint8))
+    assert LiftingMaps.official_size(tmp_path) == 32
+    template = load_template(tmp_path, 32, view_set=get_view_set("4MV-Z_Vitru_mv2"), num_vertices=100)
+    assert template.maps.image_size == (32, 32) and template.renders.shape == (4, 32, 32, 3)
+    with pytest.raises(ValueError, match="use mask size 32"):
+        load_template(tmp_path, 1024, view_set=get_view_set("4MV-Z_Vitru_mv2"), num_vertices=100)
+    ours = import_official_template(tmp_path, "4MV-Z_Vitru_mv2", 100, tmp_path / "ours")
+    assert (ours / "template.json").is_file() and (ours / "lift_maps_32.npz").is_file()
+    assert np.array_equal(load_template(ours, 32).maps.vertex_ids, template.maps.vertex_ids)
 
 
 def test_unknown_and_missing_keys_are_reported(gen_model, tiny_tokenizer, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -107,10 +108,11 @@ def vqa_sample(rng):
 
 
 def test_conversation_text_matches_build_prompt():
-    text, spans = conversation_text([("q1", "a1")], image_tokens=3)
+    prompt_config = SimpleNamespace(image_seq_length=3, use_im_start_end=True)
+    text, spans = conversation_text([("q1", "a1")], prompt_config)
     assert text == build_prompt("q1", "a1", image_tokens=3)
     assert [text[s:e] for s, e in spans] == [" a1</s>"]
-    text, spans = conversation_text([("q1", "a1"), ("q2", "a2")], image_tokens=3)
+    text, spans = conversation_text([("q1", "a1"), ("q2", "a2")], prompt_config)
     assert text.endswith("ASSISTANT: a1</s>USER: q2 ASSISTANT: a2</s>") and text.count(IMAGE_TOKEN) == 3
     assert [text[s:e] for s, e in spans] == [" a1</s>", " a2</s>"]
 

@@ -1,4 +1,4 @@
-"""Losses (spec §3): hand-computed values, ignore pixels, the dice empty-view rule, the fixed affordance loss,
+"""Losses (``model.losses``): hand-computed values, ignore pixels, the dice empty-view rule, the fixed affordance loss,
 the combiner's weights / divisors / task routing, and shape errors."""
 
 import math
@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from model.losses import (
-    InteractVLMLoss,
     LossWeights,
     affordance_3d,
     combine_losses,
@@ -201,14 +200,14 @@ def test_combine_oafford_takes_mse_prob_inputs_and_affordance_3d():
     assert pts.grad.abs().sum() > 0 and probs.grad.abs().sum() > 0
 
 
-def test_combine_ocontact_variable_vertex_counts_and_module():
+def test_combine_ocontact_variable_vertex_counts():
     torch.manual_seed(2)
     logits = torch.randn(2, 4, 3, 3)
     gts = (torch.rand(2, 4, 3, 3) > 0.5).float()
     p3 = [torch.rand(7), torch.rand(11)]  # meshes with different vertex counts
     g3 = [(torch.rand(7) > 0.5).float(), (torch.rand(11) > 0.5).float()]
-    loss = InteractVLMLoss(LossWeights(ocontact_3d=2.0))
-    total, parts = loss(torch.tensor(0.0), ["ocontact", "ocontact"], logits, gts, p3, g3)
+    total, parts = combine_losses(torch.tensor(0.0), ["ocontact", "ocontact"], logits, gts, p3, g3,
+                                  LossWeights(ocontact_3d=2.0))
     oc = (focal_bce_3d(p3[0][None], g3[0][None]) + focal_bce_3d(p3[1][None], g3[1][None])).item() / 2
     assert parts["ocontact_3d"].item() == pytest.approx(oc, rel=1e-6)
     assert parts["hcontact_3d"].item() == 0.0

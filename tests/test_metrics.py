@@ -8,6 +8,7 @@ import torch
 
 from utils.metrics import (
     DECO_CATEGORY_MAP,
+    affordance_metrics,
     binary_union_metrics,
     deco_binary_metrics,
     deco_prf,
@@ -18,8 +19,10 @@ from utils.metrics import (
     interactvlm_semantic_metrics,
     lemon_contact_metrics,
     object_contact_f1,
+    object_contact_metrics,
     piad_metrics,
     precision_recall_curve,
+    prediction_diversity,
     roc_auc,
     semantic_contact_metrics,
 )
@@ -256,6 +259,52 @@ def test_object_contact_f1_eps():
     assert m["recall"] == pytest.approx(0.25, abs=1e-8)
     empty_gt = eps_prf(np.array([0.9, 0.1]), np.array([0, 0]))
     assert (empty_gt["precision"][0], empty_gt["recall"][0], empty_gt["f1"][0]) == (0.0, 0.0, 0.0)
+
+
+def test_object_contact_metrics_on_meshes_of_different_sizes():
+    preds = [np.array([0.9, 0.1, 0.6]), np.array([0.2, 0.2, 0.7, 0.8]), np.array([0.1, 0.1])]
+    gts = [np.array([1, 1, 0]), np.array([0, 0, 1, 0]), np.array([1, 0])]
+    m = object_contact_metrics(preds, gts, ["chair", "box", "chair"])
+    # eps formulas by hand: (P 1/2, R 1/2) → F1 0.5; (P 1/2, R 1) → 2/3; empty prediction → 0
+    np.testing.assert_allclose(m["per_sample"]["f1"], [0.5, 2 / 3, 0.0], atol=1e-8)
+    np.testing.assert_allclose(m["per_sample"]["deco_precision"], [0.5, 0.5, 1.0])  # DECO: no prediction → P = 1
+    assert m["overall"]["f1"] == pytest.approx((0.5 + 2 / 3) / 3) and m["overall"]["count"] == 3
+    assert m["per_object"]["chair"]["f1"] == pytest.approx(0.25) and m["per_object"]["box"]["count"] == 1
+    with pytest.raises(ValueError, match="vertices"):
+        object_contact_metrics([np.zeros(3)], [np.zeros(4)])
+
+
+def test_affordance_metrics_per_sample_with_the_nan_rule():
+    a_pred, a_gt = np.array([0.9, 0.8, 0.1, 0.0]), np.array([1.0, 0.6, 0.2, 0.0])
+    b_pred, b_gt = np.array([0.3, 0.2, 0.1]), np.array([0.4, 0.1, 0.0])  # no GT point >= 0.5: AUC/aIoU undefined
+    m = affordance_metrics([a_pred, b_pred], [a_gt, b_gt], ["mug", "bag"])
+    a, b = piad_metrics(a_pred[None], a_gt[None]), piad_metrics(b_pred[None], b_gt[None])
+    assert m["overall"]["sim"] == pytest.approx((a["sim"] + b["sim"]) / 2)
+    assert m["overall"]["mae"] == pytest.approx((a["mae"] + b["mae"]) / 2)
+    assert m["overall"]["auc"] == pytest.approx(a["auc"]) and m["overall"]["aiou"] == pytest.approx(a["aiou"])
+    assert m["overall"]["auc_count"] == 1 and m["overall"]["count"] == 2
+    assert np.isnan(m["per_object"]["bag"]["aiou"]) and m["per_object"]["mug"]["auc"] == pytest.approx(1.0)
+    dropped = affordance_metrics([np.ones(3)], [np.ones(3)], drop_all_ones=True)
+    assert dropped["overall"]["count"] == 0
+
+
+def test_prediction_diversity_flags_one_mask_for_everything():
+    same = np.tile(onehot(10, {0, 1, 2}), (5, 1)) * 0.9
+    stats = prediction_diversity(same)
+    assert stats["mean_pairwise_iou"] == pytest.approx(1.0) and stats["distinct_masks"] == 1 and stats["collapsed"]
+    # three masks by hand: IoU({0,1},{1,2}) = 1/3, IoU({0,1},{5}) = 0, IoU({1,2},{5}) = 0
+    varied = np.stack([onehot(6, {0, 1}), onehot(6, {1, 2}), onehot(6, {5})])
+    stats = prediction_diversity(varied)
+    assert stats["mean_pairwise_iou"] == pytest.approx(1 / 9) and not stats["collapsed"]
+    assert stats["distinct_masks"] == 3 and stats["empty_fraction"] == 0.0
+    # masks that differ only below the threshold still collapse: probabilities that barely move
+    wobble = 0.6 + 0.002 * np.random.default_rng(0).standard_normal((8, 20))
+    stats = prediction_diversity(wobble)
+    assert stats["collapsed"] and stats["max_std"] < 0.01 and stats["empty_fraction"] == 0.0
+    empty = prediction_diversity(np.zeros((4, 7)))
+    assert empty["mean_pairwise_iou"] == 1.0 and empty["empty_fraction"] == 1.0 and empty["collapsed"]
+    with pytest.raises(ValueError, match="at least 2"):
+        prediction_diversity(np.zeros((1, 7)))
 
 
 def test_lemon_contact_with_geodesic(path_dist):

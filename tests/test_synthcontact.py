@@ -396,3 +396,55 @@ def test_run_datagen_script_stages() -> None:
     assert bad.returncode == 2 and "unknown stage 'no_such_stage'" in bad.stderr and "synth" in bad.stderr
     helped = subprocess.run(["bash", str(script), "synth", "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "--num-samples" in helped.stdout
+
+
+def test_pixel_labels_match_the_image_and_geometry(dataset: Path) -> None:
+    """labels_2d: one map per image, its size, background where the body-alone silhouette and the objects are not,
+    and body-part labels only inside the body-alone silhouette (the body seen through the scene's own fragments)."""
+    legend_parts = None
+    for split in synth.SPLITS:
+        d = dataset / split
+        for meta in _metas(dataset, split):
+            labels = cv2.imread(str(d / meta["labels_2d"]["path"]), cv2.IMREAD_UNCHANGED)
+            image = cv2.imread(str(d / meta["imgname"]), cv2.IMREAD_COLOR)
+            assert labels is not None and labels.dtype == np.uint8 and labels.shape == image.shape[:2]
+            legend_parts = meta["labels_2d"]["parts"]
+            body = (labels >= 1) & (labels < synth.LABEL_OBJECT_OFFSET)
+            assert int(body.sum()) == meta["visible_body_pixels_2d"]
+            objects = set(np.unique(labels[labels >= synth.LABEL_OBJECT_OFFSET]).tolist())
+            assert objects <= set(meta["labels_2d"]["objects"].values())
+            assert set(np.unique(labels[body]).tolist()) <= set(legend_parts.values())
+    assert sorted(legend_parts.values()) == list(range(1, len(legend_parts) + 1))
+
+
+def test_objects_touched_in_several_ways() -> None:
+    """Box, bench and bed each appear in training with two poses that touch them with different body parts."""
+    train = {c for c, _ in synth.combinations_for("train")}
+    for obj in ("box", "bench", "bed"):
+        families = {f for f, o in train if o == obj}
+        assert len(families) >= 2, (obj, families)
+    assert ("holding", "box") in train and ("lying", "bench") in train and ("sitting", "bed") in train
+
+
+def test_canonical_object_contact(dataset: Path, tmp_path: Path) -> None:
+    """preprocess_data.synthcontact_objects: one template per class, labels carried over by the unit-box map, the
+    reader's masks equal to the labels drawn through the template's lifting maps."""
+    from datasets.registry import build_dataset
+    from preprocess_data import synthcontact_objects as so
+
+    root = tmp_path / "data"
+    shutil.copytree(dataset, root / "synthcontact")
+    result = so.main(["--data-dir", str(root / "synthcontact"), "--size", "64"])
+    assert sum(r["pairs"] for r in result.values()) > 0
+    # the transfer is exact for a sample mesh that is the canonical mesh itself
+    verts, _ = so.canonical_mesh("box")
+    labels = (verts[:, 1] > 0.39).astype(np.float32)  # the top face
+    moved = so.transfer_labels(verts + [1.0, 2.0, 3.0], labels, [{**so.canonical_parts("box")[0],
+                               "center": list(np.add(so.canonical_parts("box")[0]["center"], [1.0, 2.0, 3.0]))}],
+                               verts, so.canonical_parts("box")[0])
+    np.testing.assert_array_equal(moved, labels)
+    ds = build_dataset("synthcontact_ocontact_canonical", root, "train", mask_size=64, training=False,
+                       template_size=64, view_set="4MV-Z_HM_BM")
+    sample = ds[0]
+    assert sample["task"] == "ocontact" and sample["vertex_labels"].sum() > 0
+    assert sample["masks"].shape == (4, 64, 64) and (sample["masks"] == 1).any() and (sample["masks"] == -1).any()

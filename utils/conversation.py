@@ -1,4 +1,4 @@
-"""Prompt text: the LLaVA-v1 conversation template, the seg tokens and the question/answer templates (spec §1.2, §2).
+"""Prompt text: the LLaVA-v1 conversation template, the seg tokens and the question/answer templates.
 
 The released checkpoints were trained on exactly this conversation layout (system sentence, ``USER``/``ASSISTANT``
 roles, ``<im_start><image><im_end>`` at the start of the user turn), so inference must rebuild it verbatim.
@@ -26,64 +26,75 @@ SYSTEM_PROMPT = (
 USER_ROLE, ASSISTANT_ROLE = "USER", "ASSISTANT"
 SEP, SEP2 = " ", "</s>"
 
+# The question/answer lists below are the original's, verbatim (its utils/utils.py; [HTOKEN]/[OTOKEN] → {seg}): the
+# released models were trained on exactly these strings, and the demo/evaluation prompts are their first entries.
 HCONTACT_QUESTIONS = (
-    "Can you segment the human body area in contact with the {class_name} in this image?",
-    "Please identify the human body area in contact with the {class_name}.",
-    "Show the human body area in contact with the {class_name}.",
-    "Provide a mask of the human body area in contact with the {class_name}.",
-    "Highlight the human body area in contact with the {class_name}.",
+    "Segment the area on the human's body that is in direct contact with the {class_name} in this image.",
+    "Identify and mask the part of the human that is touching or interacting with the {class_name} in this scene.",
+    "Show the contact points on the human where they are physically connected to or interacting with {class_name}.",
+    "Please provide a segmentation mask of the human's body parts that are in contact with {class_name}.",
+    "Highlight the areas on the human where there is physical interaction or contact with {class_name}.",
 )
 HCONTACT_ANSWERS = (
-    "{seg}.",
     "It is {seg}.",
-    "Sure, {seg}.",
-    "Sure, it is {seg}.",
+    "Sure, the human contact region is {seg}.",
+    "Sure, the contact points on human is {seg}.",
     "Sure, the contact mask is {seg}.",
+    "{seg}.",
 )
 HCONTACT_PARTS_QUESTIONS = (
     "Which body parts are in contact with the {class_name}? Segment these contact areas.",
-    "Which parts of the human body touch the {class_name}? Please segment the contact regions.",
-    "Name the body parts in contact with the {class_name} and segment the contact area.",
-    "What body parts touch the {class_name}? Show the contact region on the body.",
-    "Identify the body parts contacting the {class_name} and provide a mask of the contact area.",
+    "Name and segment the specific body parts making contact with the {class_name}.",
+    "Looking at the {class_name}, what parts of the human body are touching it? Show these contact regions.",
+    "For the {class_name}, list and mask the human body parts that are in contact.",
+    "Regarding the {class_name}, identify which body parts are touching it and highlight these contact areas.",
 )
 HCONTACT_PARTS_ANSWERS = (
     "The contacting body parts are {body_parts}, and the contact region is {seg}.",
-    "The {body_parts} touch the {class_name}; the contact region is {seg}.",
-    "Body parts in contact: {body_parts}. Contact mask: {seg}.",
-    "The {class_name} is touched by the {body_parts}, and the contact area is {seg}.",
-    "Contact happens at the {body_parts}; here is the region: {seg}.",
+    "The involved body parts are {body_parts}, with the contact mask at {seg}.",
+    "Contact occurs at {body_parts}, with the contact points shown at {seg}.",
+    "The body parts in contact are {body_parts}, with contact mask at {seg}.",
+    "Body parts: {body_parts}, contact mask: {seg}.",
 )
 OAFFORD_QUESTIONS = (
-    "Can you segment the area on the {class_name} that the human touches?",
-    "Please segment the region of the {class_name} in contact with the human.",
-    "Show the part of the {class_name} the human is in contact with.",
-    "Provide a mask of the contact area on the {class_name}.",
-    "Highlight where the human touches the {class_name}.",
+    "Segment the area on the {class_name} where the human is making direct contact in this image.",
+    "Identify and mask the part of the {class_name} that the human is touching or interacting with in this scene.",
+    "Show the contact points on the {class_name} where the human is physically connected to or interacting with it.",
+    "Please provide a segmentation mask of the parts of the {class_name} that are in contact with the human.",
+    "Highlight the areas on the {class_name} where there is physical interaction or contact with the human.",
 )
 OAFFORD_ANSWERS = (
-    "Sure, the object contact region is {seg}.",
-    "The contact region on the object is {seg}.",
-    "Sure, {seg}.",
     "It is {seg}.",
+    "Sure, the object contact region is {seg}.",
+    "Sure, the contact points on object is {seg}.",
+    "Sure, the contact mask is {seg}.",
+    "{seg}.",
 )
 OAFFORD_AFFORD_QUESTIONS = (
-    "What type of affordance does the human use with the {class_name}? Then segment the contact area on the {class_name}.",
-    "First name the affordance of the {class_name} in this interaction, then segment its contact area.",
-    "How is the {class_name} being used? Name the affordance and segment the contact region on the {class_name}.",
-    "Which affordance of the {class_name} is shown? Please also segment the contact area on it.",
+    "What type of affordance does the human-object interaction suggest? Then, segment the area on the {class_name} "
+    "where the human is making contact.",
+    "Describe the affordance provided by the interaction, and identify the part of the {class_name} that the human is "
+    "touching or interacting with in this scene.",
+    "Explain the affordance type shown by the contact points on the {class_name} where the human is physically "
+    "connected. Then show the segmentation mask.",
+    "Specify the affordance implied by the human's contact with the {class_name}, then provide a segmentation mask of "
+    "the contact area.",
+    "Describe the affordance associated with the physical interaction on the {class_name}, and highlight the contact "
+    "areas with a segmentation mask.",
 )
 OAFFORD_AFFORD_ANSWERS = (
-    "The affordance is {affordance}, and the contact region is {seg}.",
-    "It is {affordance}; the contact region is {seg}.",
-    "The human uses it to {affordance}, and the contact area is {seg}.",
-    "Affordance: {affordance}. Contact region: {seg}.",
+    "The affordance type is {affordance}, and the contact region is {seg}.",
+    "This interaction suggests an affordance of {affordance}, and the object contact region is {seg}.",
+    "The contact points indicate an affordance of {affordance}, with the mask at {seg}.",
+    "This shows an affordance type of {affordance}, with contact at {seg}.",
+    "Affordance: {affordance}, contact mask: {seg}.",
 )
 OAFFORD_AFFORD_OBJ_ANSWERS = (
-    "The affordance is {affordance} with the {class_name}, and the contact region is {seg}.",
-    "The human can {affordance} with the {class_name}; the contact region is {seg}.",
-    "It is {affordance} with the {class_name}, and the contact area is {seg}.",
-    "Affordance: {affordance} with the {class_name}. Contact region: {seg}.",
+    "The affordance type is {affordance} with {class_name}, and the contact region is {seg}.",
+    "This interaction suggests an affordance of {affordance} with {class_name}, and the object contact region is {seg}.",
+    "The contact points indicate an affordance of {affordance} with {class_name}, with the mask at {seg}.",
+    "This shows an affordance type of {affordance} with {class_name}, with contact at {seg}.",
+    "Affordance: {affordance} with {class_name}, contact mask: {seg}.",
 )
 # The original's object-contact lists are textual copies of the object-affordance (simple) lists.
 OCONTACT_QUESTIONS = OAFFORD_QUESTIONS

@@ -104,12 +104,11 @@ def query_specs(mode: ModeSpec) -> list[QuerySpec]:
 
 def prompt_for(spec: QuerySpec, obj: str, config) -> tuple[str, str]:
     """(question, full prompt) for one query: deterministic (first template), ends at ``ASSISTANT:``."""
-    from utils.conversation import build_prompt, make_qa
+    from utils.chat_prompt import chat_prompt
+    from utils.conversation import make_qa
 
     question = make_qa(spec.task, obj, spec.question_type, with_answer=False).question
-    prompt = build_prompt(question, None, use_im_start_end=bool(getattr(config, "use_im_start_end", True)),
-                          image_tokens=config.image_seq_length)
-    return question, prompt
+    return question, chat_prompt(config, question)
 
 
 # ---------------------------------------------------------------------------------------------------------- runner
@@ -143,12 +142,34 @@ def segmentation_path(template: str, model_dir: Path, body_model_dir: Path, data
 
 
 def require_model_dir(model_dir: Path) -> None:
-    if not (Path(model_dir) / "config.json").is_file():
+    """Check a model directory (config, weights, no pickle-only checkpoint) before anything is written; one clear
+    :class:`DemoError` per problem."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
         raise DemoError(
             f"model directory {model_dir} not found (no config.json). The bundled models "
             "trained_models/interactvlm-tiny-synthcontact (3D) and interactvlm-tiny-2d-synthcontact (2D) are "
             "made by `bash scripts/run_train.sh synth-tiny` / `synth-tiny-2d`; "
             "for other models see trained_models/README.md, or pass --model DIR")
+    from model.io import ModelDirError, check_model_dir
+
+    try:
+        check_model_dir(model_dir)
+    except ModelDirError as err:
+        raise DemoError(str(err)) from err
+
+
+def vocabulary_note(obj: str, vocabulary: list[str] | None) -> tuple[bool | None, str | None]:
+    """Whether ``obj`` is among the objects the model was trained on (``None``: the model does not record them), and
+    the note the summary carries when it is not: the model then answers with confidence about a word it never saw."""
+    if vocabulary is None:
+        return None, None
+    known = {v.replace("_", " ") for v in vocabulary}
+    if obj.replace("_", " ") in known:
+        return True, None
+    listing = ", ".join(sorted(vocabulary)[:20]) + (" …" if len(vocabulary) > 20 else "")
+    return False, (f"the object {obj!r} is outside this model's training vocabulary ({listing}); its answer is an "
+                   "extrapolation, not a trained estimate")
 
 
 class DemoRunner:
@@ -156,11 +177,11 @@ class DemoRunner:
 
     def __init__(self, model_dir: str | Path, mode: ModeSpec, device: str = "cpu", dtype: str = "float32",
                  max_new_tokens: int = 128, body_model_dir: Path | None = None, data_dir: Path | None = None,
-                 load_in_8bit: bool = False, load_in_4bit: bool = False) -> None:
+                 load_in_8bit: bool = False, load_in_4bit: bool = False, cache_dir: Path | None | bool = True,
+                 progress: bool = True) -> None:
         import torch
 
-        from model.config import InteractVLMConfig
-        from model.io import load_interactvlm
+        from model.io import ModelDirError, check_model_dir, load_interactvlm, read_training_objects
         from utils.body_models import default_body_model_dir
 
         self.model_dir = Path(model_dir)
@@ -169,8 +190,13 @@ class DemoRunner:
         self.body_model_dir = Path(body_model_dir) if body_model_dir else default_body_model_dir()
         self.data_dir = Path(data_dir) if data_dir else _default_data_dir()
         self.notes: list[str] = []
+        self.progress = progress
         require_model_dir(self.model_dir)
-        config = InteractVLMConfig.from_pretrained(self.model_dir)
+        try:
+            config = check_model_dir(self.model_dir)
+        except ModelDirError as err:
+            raise DemoError(str(err)) from err
+        self.training_objects = read_training_objects(self.model_dir)
         kind = model_kind(config)
         if mode.two_d and kind != "2d":
             raise DemoError(
@@ -187,7 +213,10 @@ class DemoRunner:
         self.device = device
         try:
             self.model, self.tokenizer = load_interactvlm(self.model_dir, device=device, dtype=torch_dtype,
-                                                          load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit)
+                                                          load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit,
+                                                          cache_dir=cache_dir)
+        except ModelDirError as err:
+            raise DemoError(str(err)) from err
         except (RuntimeError, ValueError, OSError) as err:
             raise DemoError(f"could not load the model from {self.model_dir}: {err}") from err
         self.config = self.model.config
@@ -206,15 +235,14 @@ class DemoRunner:
 
     # -------------------------------------------------------------- setup
     def _freeze_embedding_cache(self) -> None:
-        """Read the shipped view embeddings, then stop writing new ones (object renders) into the model folder."""
+        """Warm the human template's view embeddings: from the model's shipped ``view_embeddings/`` when they match
+        the encoder exactly, else computed once and kept in the user cache folder (never in the model folder)."""
         cache = self.model.view_cache
         if "human" in self.model.templates:
-            try:
-                self.model.view_embeddings(self.model.template("human"))
-            except OSError:  # read-only model folder and no matching embedding on disk: compute in memory
-                cache.cache_dir = None
-                self.model.view_embeddings(self.model.template("human"))
-        cache.cache_dir = None
+            self.model.view_embeddings(self.model.template("human"))
+        if cache.write_errors:
+            self.notes.append(f"view-embedding cache not writable ({cache.write_errors[0]}); kept in memory")
+            cache.cache_dir = None
 
     def _load_body(self) -> None:
         from utils.body_models import canonical_mesh
@@ -270,7 +298,14 @@ class DemoRunner:
         from utils.geometry.template_views import render_template
         from utils.geometry.views import get_view_set
 
-        vertices, faces = load_mesh_file(mesh_path)  # raises FileNotFoundError / ValueError with the reason
+        try:  # raises FileNotFoundError / ValueError with the reason
+            vertices, faces = load_mesh_file(mesh_path)
+        except ValueError as err:
+            if "no faces" not in str(err):
+                raise
+            raise ValueError(f"{mesh_path}: the object mesh has no faces (a point cloud?); the demo's object modes "
+                             "need a triangle mesh: pass --object-mesh with a mesh file that has faces (.obj, .ply, "
+                             ".glb, .off, .stl) or put one at <sample>/object_mesh.obj") from None
         key = hashlib.sha256(vertices.tobytes() + faces.tobytes()).hexdigest()[:16]
         if key in self._object_templates:
             return self._object_templates[key]
@@ -279,9 +314,9 @@ class DemoRunner:
         sizes = sorted({int(cfg.mask_size), int(cfg.sam_image_size)})
         kwargs = dict(kind="object", vertices=normalize_mesh_vertices(vertices), faces=faces, name=Path(mesh_path).stem)
         try:
-            render_template(render_dir, view_set, sizes, **kwargs)
+            render_template(render_dir, view_set, sizes, progress=self.progress, **kwargs)
         except FileExistsError:  # an older render of another mesh in that folder
-            render_template(render_dir, view_set, sizes, overwrite=True, **kwargs)
+            render_template(render_dir, view_set, sizes, overwrite=True, progress=self.progress, **kwargs)
         template = ViewTemplate.from_folder(render_dir, view_set, cfg.mask_size, cfg.sam_image_size,
                                             cfg.object_lift_mode, name="object")
         template.to(self.model.device)

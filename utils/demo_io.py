@@ -15,6 +15,7 @@ Nothing here writes anywhere: the input is only read.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import re
@@ -29,6 +30,9 @@ EXTRA_IMAGE_EXTENSIONS = (".bmp", ".tif", ".tiff")
 OBJECT_MESH_NAME = "object_mesh.obj"
 MANIFEST_EXTENSIONS = (".json", ".csv")
 DEFAULT_MAX_SIDE = 2048  # photos are downscaled to this longest side right after decoding (memory stays bounded)
+# Largest image any decoder may open, checked from the file's header before decoding (PIL's own warning threshold;
+# PIL itself only refuses at twice that, and OpenCV has no limit of its own that we can set per call).
+DEFAULT_MAX_PIXELS = 89_478_485
 
 
 @dataclass
@@ -43,7 +47,7 @@ class DemoInput:
 
     def sample_name(self, obj: str) -> str:
         """Output name of the (image, object) result: the image's name, plus ``__<object>`` when it has several."""
-        return self.name if len(self.objects) <= 1 else f"{self.name}__{safe_name(obj)}"
+        return self.name if len(self.objects) <= 1 else safe_name(f"{self.name}__{safe_name(obj)}")
 
 
 @dataclass
@@ -62,10 +66,45 @@ class InputError(ValueError):
 
 # ---------------------------------------------------------------------------------------------------------- names
 
+MAX_NAME_CHARS = 80  # output names (sample folders, files): longer names are cut and given a hash suffix
+MAX_OBJECT_CHARS = 64  # object names asked about: a longer "name" is a mistake, and it would crowd the prompt
+RESERVED_TOKENS = ("<image>", "<im_start>", "<im_end>", "[SEG]", "[HSEG]", "[OSEG]", "<s>", "</s>", "<unk>",
+                   "USER:", "ASSISTANT:")
+_OBJECT_CHARS = re.compile(r"^[^\W_]+(?:[ _'\-.][^\W_]+)*$")  # words (any script) joined by space _ ' - .
+
+
 def safe_name(text: str) -> str:
-    """A file-name-safe version of a sample or object name (keeps letters, digits, ``-_.``)."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip()).strip("._")
-    return cleaned or "sample"
+    """A file-name-safe version of a sample or object name (keeps letters, digits, ``-_.``), at most
+    ``MAX_NAME_CHARS`` characters (a longer one keeps its start plus 8 hex digits of its hash, so it stays unique)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip()).strip("._-") or "sample"  # no '-' first: not an option
+    if len(cleaned) > MAX_NAME_CHARS:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        cleaned = f"{cleaned[:MAX_NAME_CHARS - 9].rstrip('._-')}-{digest}"
+    return cleaned
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def validate_object_name(name: str) -> str:
+    """The object name as asked in the prompt (stripped, lower case), or a ``ValueError`` saying what is wrong.
+
+    The name goes verbatim into the question, so it must not carry the model's reserved tokens (an ``<image>`` would
+    break the image-token count, a ``[SEG]`` would fake an answer) nor be so long that the prompt is cut."""
+    name = name.strip()
+    lowered = name.lower()
+    for token in RESERVED_TOKENS:
+        if token.lower() in lowered:
+            raise ValueError(f"object name {_shorten(name)} contains the reserved token {token!r}; name the object "
+                             "with plain words (e.g. chair, baseball bat)")
+    if len(name) > MAX_OBJECT_CHARS:
+        raise ValueError(f"object name {_shorten(name)} is {len(name)} characters long (at most {MAX_OBJECT_CHARS}); "
+                         "name the object with a word or two (e.g. chair, dining table)")
+    if not _OBJECT_CHARS.match(name):
+        raise ValueError(f"object name {_shorten(name)} must be words of letters and digits, separated by single "
+                         "spaces, '_', '-', \"'\" or '.' (e.g. chair, baseball_bat, tv-stand)")
+    return lowered
 
 
 def object_from_name(name: str) -> str | None:
@@ -95,16 +134,18 @@ def _unique(name: str, used: set[str]) -> str:
 
 
 def _resolve_objects(names: list[str], fixed_object: str | None, forced: str | None) -> list[str]:
-    """``forced`` (the mode's object, e.g. ``scene``) wins, then ``--object``, then what the input names."""
+    """``forced`` (the mode's object, e.g. ``scene``) wins, then ``--object``, then what the input names.
+
+    Raises ``ValueError`` for a name that cannot be asked about (see :func:`validate_object_name`)."""
     if forced:
         return [forced]
     if fixed_object:
-        return [fixed_object.strip().lower()]
+        return [validate_object_name(fixed_object)]
     seen: list[str] = []
     for n in names:
         n = n.strip().lower()
         if n and n not in seen:
-            seen.append(n)
+            seen.append(validate_object_name(n))
     return seen
 
 
@@ -137,7 +178,11 @@ def discover_folder(root: Path, fixed_object: str | None = None, forced_object: 
             hint = f" (found {', '.join(others[:3])})" if others else ""
             found.failed.append((entry.name, f"no image named {entry.name}.jpg/.jpeg/.png/.webp in {entry}{hint}"))
             continue
-        objects = _resolve_objects([object_from_name(entry.name) or ""], fixed_object, forced_object)
+        try:
+            objects = _resolve_objects([object_from_name(entry.name) or ""], fixed_object, forced_object)
+        except ValueError as err:
+            found.failed.append((entry.name[:MAX_NAME_CHARS], str(err)))
+            continue
         if not objects:
             found.failed.append((entry.name, NO_OBJECT))
             continue
@@ -162,7 +207,11 @@ def discover_files(root: Path, fixed_object: str | None = None, forced_object: s
         if named is None and not (fixed_object or forced_object):
             found.skipped.append((entry.name, "file mode uses images named <object>__<anything>.jpg (or pass --object)"))
             continue
-        objects = _resolve_objects([named or ""], fixed_object, forced_object)
+        try:
+            objects = _resolve_objects([named or ""], fixed_object, forced_object)
+        except ValueError as err:
+            found.failed.append((entry.name[:MAX_NAME_CHARS], str(err)))
+            continue
         found.inputs.append(DemoInput(_unique(safe_name(entry.stem), used), entry, objects, mesh_override))
     return found
 
@@ -170,7 +219,11 @@ def discover_files(root: Path, fixed_object: str | None = None, forced_object: s
 def discover_single(path: Path, fixed_object: str | None = None, forced_object: str | None = None,
                     mesh_override: Path | None = None) -> Discovery:
     found = Discovery(input_dirs=[path.parent])
-    objects = _resolve_objects([object_from_name(path.name) or ""], fixed_object, forced_object)
+    try:
+        objects = _resolve_objects([object_from_name(path.name) or ""], fixed_object, forced_object)
+    except ValueError as err:
+        found.failed.append((path.name[:MAX_NAME_CHARS], str(err)))
+        return found
     if not objects:
         found.failed.append((path.name, NO_OBJECT))
         return found
@@ -188,7 +241,10 @@ def discover_video(root: Path, fixed_object: str | None = None, forced_object: s
     images = [p for p in frames if is_image_name(p, extra=True)]
     found.skipped += [(p.name, "not an image file") for p in frames if not is_image_name(p, extra=True)]
     named = object_from_name(root.name) or next((o for o in map(object_from_name, (p.name for p in images)) if o), None)
-    objects = _resolve_objects([named or ""], fixed_object, forced_object)
+    try:
+        objects = _resolve_objects([named or ""], fixed_object, forced_object)
+    except ValueError as err:
+        raise InputError(f"{root}: {err}") from err
     if images and not objects:
         raise InputError(f"{root}: {NO_OBJECT}")
     mesh = mesh_override or (root / OBJECT_MESH_NAME if (root / OBJECT_MESH_NAME).is_file() else None)
@@ -272,7 +328,12 @@ def discover_manifest(path: Path, fixed_object: str | None = None, forced_object
         if not image.is_file():
             found.failed.append((label, f"image not found: {image}"))
             continue
-        objects = _resolve_objects(row["objects"] or [object_from_name(image.name) or ""], fixed_object, forced_object)
+        try:
+            objects = _resolve_objects(row["objects"] or [object_from_name(image.name) or ""], fixed_object,
+                                       forced_object)
+        except ValueError as err:
+            found.failed.append((label[:MAX_NAME_CHARS], str(err)))
+            continue
         if not objects:
             found.failed.append((label, NO_OBJECT))
             continue
@@ -288,12 +349,43 @@ def discover_manifest(path: Path, fixed_object: str | None = None, forced_object
     return found
 
 
+def protect_inputs(found: Discovery, input_path: Path) -> Discovery:
+    """Add every location the samples are read from (by real path: a symlinked sample folder protects its target) to
+    ``found.input_dirs``, the places the demo must never write into or around."""
+    locations = [input_path, *found.input_dirs]
+    for item in found.inputs:
+        locations += [item.image_path, item.image_path.parent]
+        if item.mesh_path is not None:
+            locations.append(item.mesh_path)
+    seen, out = set(), []
+    for loc in locations:
+        real = Path(loc).resolve()
+        if real not in seen:
+            seen.add(real)
+            out.append(Path(loc))
+    found.input_dirs = out
+    return found
+
+
 def discover(input_path: Path, input_mode: str = "auto", fixed_object: str | None = None,
              forced_object: str | None = None, mesh_override: Path | None = None, video: bool = False) -> Discovery:
-    """Samples of ``input_path`` under ``input_mode`` (``auto``, ``folder``, ``file``, ``manifest``)."""
+    """Samples of ``input_path`` under ``input_mode`` (``auto``, ``folder``, ``file``, ``manifest``); the
+    ``input_dirs`` of the result list every input location (see :func:`protect_inputs`)."""
+    input_path = Path(input_path).expanduser()
+    return protect_inputs(_discover(input_path, input_mode, fixed_object, forced_object, mesh_override, video),
+                          input_path)
+
+
+def _discover(input_path: Path, input_mode: str, fixed_object: str | None, forced_object: str | None,
+              mesh_override: Path | None, video: bool) -> Discovery:
     input_path = Path(input_path).expanduser()
     if not input_path.exists():
         raise InputError(f"input not found: {input_path}")
+    if fixed_object is not None:
+        try:
+            validate_object_name(fixed_object)
+        except ValueError as err:
+            raise InputError(f"--object: {err}") from err
     kwargs = dict(fixed_object=fixed_object, forced_object=forced_object, mesh_override=mesh_override)
     if video:
         if not input_path.is_dir():
@@ -383,21 +475,69 @@ def _pil_to_rgb(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
-def _cv2_decode(data: bytes) -> tuple[np.ndarray, str]:
+def _fallback_header_size(data: bytes) -> tuple[int, int, str] | None:
+    """(width, height, format) from the header of the formats only OpenCV reads (Radiance HDR, PFM), else None."""
+    head = data[:4096]
+    if head.startswith((b"#?RADIANCE", b"#?RGBE")):
+        end = head.find(b"\n\n")
+        if end < 0:
+            raise ValueError("Radiance HDR header without its resolution line")
+        line = head[end + 2:].split(b"\n", 1)[0].decode("ascii", "replace").split()
+        if len(line) != 4 or {line[0][1:], line[2][1:]} != {"X", "Y"}:
+            raise ValueError(f"Radiance HDR header with an unreadable resolution line {' '.join(line)!r}")
+        dims = {line[0][1:]: line[1], line[2][1:]: line[3]}
+        return int(dims["X"]), int(dims["Y"]), "Radiance HDR"
+    if head[:2] in (b"PF", b"Pf") and head[2:3].isspace():
+        fields = head[2:].split(None, 3)
+        return int(fields[0]), int(fields[1]), "PFM"
+    return None
+
+
+class ImageTooLarge(ValueError):
+    """An image whose header announces more pixels than the decoders are allowed to produce."""
+
+
+def check_pixel_count(width: int, height: int, max_pixels: int, what: str = "image") -> None:
+    if width <= 0 or height <= 0:
+        raise ValueError(f"{what} header gives an invalid size {width}x{height}")
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{what} of {width}x{height} = {width * height:,} pixels exceeds the limit of "
+                         f"{max_pixels:,} pixels (a decompression bomb, or a photo to downscale before use)")
+
+
+def _cv2_decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
+                max_side: int = DEFAULT_MAX_SIDE) -> tuple[np.ndarray, str, tuple[int, int]]:
+    """Formats PIL does not read (HDR, PFM) through OpenCV: the size is checked from the header first, the image is
+    downscaled in its own dtype before the conversion to uint8 (no full-size float64 copy).
+
+    Returns (RGB uint8 pixels, mode, original (width, height))."""
     import cv2
 
+    try:
+        header = _fallback_header_size(data)
+    except (ValueError, IndexError) as err:
+        raise ValueError(f"unreadable image header ({err})") from err
+    if header is None:
+        raise ValueError("unknown image format (neither PIL nor the HDR/PFM reader recognises it)")
+    width, height, kind = header
+    check_pixel_count(width, height, max_pixels, kind)
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.size == 0:
-        raise ValueError("not a readable image (neither PIL nor OpenCV can decode it)")
+        raise ValueError(f"{kind} file that OpenCV cannot decode")
     mode = f"cv2:{arr.dtype}x{1 if arr.ndim == 2 else arr.shape[2]}"
+    original = (int(arr.shape[1]), int(arr.shape[0]))
+    if max(arr.shape[:2]) > max_side:
+        if arr.dtype == np.float64:
+            arr = arr.astype(np.float32)
+        arr, _ = _downscale(arr, max_side)
     arr = _scale_to_uint8(arr)
     if arr.ndim == 2:
-        return np.repeat(arr[..., None], 3, axis=2), mode
+        return np.repeat(arr[..., None], 3, axis=2), mode, original
     if arr.shape[2] == 1:
-        return np.repeat(arr, 3, axis=2), mode
+        return np.repeat(arr, 3, axis=2), mode, original
     if arr.shape[2] == 4:
-        return _white_composite(arr[..., 2::-1], arr[..., 3]), mode
-    return np.ascontiguousarray(arr[..., 2::-1]), mode
+        return _white_composite(arr[..., 2::-1], arr[..., 3]), mode, original
+    return np.ascontiguousarray(arr[..., 2::-1]), mode, original
 
 
 def _downscale(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, bool]:
@@ -411,12 +551,13 @@ def _downscale(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, bool]:
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA), True
 
 
-def load_image(path: str | Path, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImage:
+def load_image(path: str | Path, max_side: int = DEFAULT_MAX_SIDE, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Any photo → RGB uint8 with EXIF orientation applied and the longest side at most ``max_side``.
 
     Grayscale, palette, RGBA/LA (composited on white), 16-bit and float images are converted; JPEGs larger than
     needed are decoded at a reduced scale (``draft``) so a 10 000-pixel photo never lives in memory at full size.
-    Raises ``ValueError`` with the reason for unreadable, truncated or non-image files.
+    Every decoder is held to ``max_pixels``, checked from the file's header before any pixel is decoded.
+    Raises ``ValueError`` with the reason for unreadable, truncated, oversized or non-image files.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -433,6 +574,7 @@ def load_image(path: str | Path, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImag
             mode = image.mode
             if image.format == "JPEG" and max(image.size) > 2 * max_side:
                 image.draft("RGB", (max_side, max_side))  # decode at 1/2, 1/4 or 1/8 scale
+            check_pixel_count(image.size[0], image.size[1], max_pixels, f"{image.format} image")  # as decoded
             image.load()
             if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated by 90°: report the upright size
                 original = (original[1], original[0])
@@ -440,14 +582,17 @@ def load_image(path: str | Path, max_side: int = DEFAULT_MAX_SIDE) -> LoadedImag
             if max(image.size) > max_side and image.mode in ("RGB", "L", "RGBA", "LA", "P", "CMYK", "YCbCr"):
                 image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)  # before the float conversions
             pixels = _pil_to_rgb(image)
+    except ImageTooLarge:
+        raise
     except Image.DecompressionBombError as err:
-        raise ValueError(f"image too large to decode safely ({err})") from err
+        raise ImageTooLarge(f"image too large to decode safely ({err})") from err
     except UnidentifiedImageError:
         try:
-            pixels, mode = _cv2_decode(data)
+            pixels, mode, original = _cv2_decode(data, max_pixels, max_side)
+        except ImageTooLarge:
+            raise
         except ValueError as err:
             raise ValueError(f"not an image file or corrupt image ({err})") from err
-        original = (pixels.shape[1], pixels.shape[0])
     except (OSError, SyntaxError, ValueError) as err:  # truncated / broken data
         raise ValueError(f"corrupt or truncated image ({err})") from err
     pixels, downscaled = _downscale(np.ascontiguousarray(pixels), max_side)

@@ -630,6 +630,105 @@ def pixel_contact_metrics(pred_logits: Sequence[Any], gt: Sequence[Any], thresho
     return out
 
 
+# ------------------------------------------------------------------------------------------------- object contact
+def object_contact_metrics(preds: Sequence[Any], gts: Sequence[Any], names: Sequence[str] | None = None,
+                           threshold: float = 0.5) -> dict[str, Any]:
+    """Per-vertex contact on object meshes (PICO, SynthContact objects): one (image, object) pair per sample, each
+    mesh with its own vertex count.
+
+    Per sample: the original's eps formulas (:func:`eps_prf`, GT ``> 0``; ``get_o_contact_metrics``), reported as
+    ``precision``/``recall``/``f1``, and DECO's rules (:func:`deco_prf`) as ``deco_precision``/``deco_recall``/
+    ``deco_f1`` (they differ only on empty predictions or GT). Means over samples, overall and per object class.
+    Returns ``{"overall": {...}, "per_object": {name: {...}}, "per_sample": {key: array}}``.
+    """
+    if len(preds) != len(gts):
+        raise ValueError(f"{len(preds)} predictions but {len(gts)} ground truths")
+    names = list(names) if names is not None else [""] * len(preds)
+    keys = ("precision", "recall", "f1", "deco_precision", "deco_recall", "deco_f1")
+    per = {k: np.zeros(len(preds)) for k in keys}
+    for i, (p, g) in enumerate(zip(preds, gts)):
+        p, g = to_numpy(p).reshape(1, -1), to_numpy(g).reshape(1, -1)
+        if p.shape != g.shape:
+            raise ValueError(f"sample {i} ({names[i]}): pred {p.shape[1]} vs gt {g.shape[1]} vertices")
+        eps, deco = eps_prf(p, g, threshold, True), deco_prf(p, (g > 0).astype(np.float32), threshold)
+        for k in ("precision", "recall", "f1"):
+            per[k][i], per[f"deco_{k}"][i] = eps[k][0], deco[k][0]
+    name_array = np.array([_normalise_name(n) for n in names], dtype=object)
+    per_object = {n: _aggregate(per, np.flatnonzero(name_array == n)) for n in OrderedDict.fromkeys(name_array)}
+    return {"overall": _aggregate(per, np.arange(len(preds))), "per_object": per_object, "per_sample": per}
+
+
+def affordance_metrics(preds: Sequence[Any], gts: Sequence[Any], names: Sequence[str] | None = None,
+                       drop_all_ones: bool = False) -> dict[str, Any]:
+    """PIAD affordance (:func:`piad_metrics`) for samples whose point counts may differ: each sample scored alone,
+    then SIM/MAE means and AUC/aIoU ``nanmean`` (IAGNet's NaN rule) over samples, overall and per object class.
+    Returns ``{"overall": {...}, "per_object": {...}, "per_sample": {key: array}}``; ``count`` = samples kept,
+    ``auc_count``/``aiou_count`` = samples with a defined AUC / aIoU."""
+    if len(preds) != len(gts):
+        raise ValueError(f"{len(preds)} predictions but {len(gts)} ground truths")
+    names = [_normalise_name(n) for n in (names if names is not None else [""] * len(preds))]
+    rows, kept = {k: [] for k in ("sim", "mae", "auc", "aiou")}, []
+    for i, (p, g) in enumerate(zip(preds, gts)):
+        m = piad_metrics(to_numpy(p).reshape(1, -1), to_numpy(g).reshape(1, -1), drop_all_ones=drop_all_ones)
+        if m["count"]:
+            kept.append(names[i])
+            for k in rows:
+                rows[k].append(float(m["per_sample"][k][0]))
+    per = {k: np.asarray(v, dtype=np.float64) for k, v in rows.items()}
+
+    def summary(index: np.ndarray) -> dict[str, float]:
+        out = {"sim": _mean(per["sim"][index]), "mae": _mean(per["mae"][index]), "count": int(len(index))}
+        for k in ("auc", "aiou"):
+            values = per[k][index]
+            out[k] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+            out[f"{k}_count"] = int(np.isfinite(values).sum())
+        return out
+
+    kept_array = np.array(kept, dtype=object)
+    per_object = {n: summary(np.flatnonzero(kept_array == n)) for n in OrderedDict.fromkeys(kept_array)}
+    return {"overall": summary(np.arange(len(kept))), "per_object": per_object, "per_sample": per}
+
+
+# ------------------------------------------------------------------------------------------- prediction diversity
+def prediction_diversity(predictions: Any, threshold: float = 0.5, iou_limit: float = 0.9, std_limit: float = 0.01,
+                         max_samples: int = 1000) -> dict[str, Any]:
+    """How much a model's predictions differ across samples: the test for a model that answers every input alike.
+
+    predictions: ``[B, D]`` probabilities of B samples over the same D elements (a body's vertices, or masks resized
+    to one grid and flattened). Binarised at ``threshold``:
+
+    * ``mean_pairwise_iou``: mean over all sample pairs of the IoU of their binarised masks (two empty masks count as
+      identical, IoU 1): 1 when every sample gets the same mask;
+    * ``mean_std`` / ``max_std``: per-element standard deviation of the probabilities across samples, averaged /
+      at its largest (a bundled model once moved no vertex by more than 0.003 across 494 pairs);
+    * ``empty_fraction``: samples with no positive element; ``distinct_masks``: number of different binarised masks;
+    * ``collapsed``: ``mean_pairwise_iou > iou_limit`` or ``max_std < std_limit``.
+
+    More than ``max_samples`` samples are thinned to an evenly spaced subset (the pairwise matrix is B²).
+    """
+    x = to_numpy(predictions).astype(np.float64)
+    if x.ndim == 1:
+        x = x[None]
+    x = x.reshape(len(x), -1)
+    if len(x) > max_samples:
+        x = x[np.linspace(0, len(x) - 1, max_samples).round().astype(np.int64)]
+    if len(x) < 2:
+        raise ValueError(f"prediction diversity needs at least 2 samples, got {len(x)}")
+    b = (x >= threshold).astype(np.float32)
+    inter = b @ b.T
+    sizes = b.sum(1)
+    union = sizes[:, None] + sizes[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+    upper = np.triu_indices(len(x), k=1)
+    std = x.std(axis=0)
+    mean_iou = float(iou[upper].mean())
+    out = {"mean_pairwise_iou": mean_iou, "mean_std": float(std.mean()), "max_std": float(std.max()),
+           "empty_fraction": float((sizes == 0).mean()), "distinct_masks": int(len(np.unique(b > 0, axis=0))),
+           "count": int(len(x))}
+    out["collapsed"] = bool(mean_iou > iou_limit or out["max_std"] < std_limit)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------- curves
 def precision_recall_curve(
     preds: Any, gts: Any, thresholds: Sequence[float] = tuple(np.linspace(0.05, 0.95, 19)), rule: str = "deco"
@@ -655,5 +754,5 @@ __all__ = [
     "DECO_CATEGORY_MAP", "PIAD_IOU_THRESHOLDS", "to_numpy", "deco_prf", "deco_binary_metrics", "geodesic_errors",
     "semantic_contact_metrics", "binary_union_metrics", "eps_prf", "object_contact_f1", "lemon_contact_metrics",
     "interactvlm_binary_metrics", "interactvlm_semantic_metrics", "roc_auc", "piad_metrics", "giou_ciou",
-    "precision_recall_curve",
+    "precision_recall_curve", "object_contact_metrics", "affordance_metrics", "prediction_diversity",
 ]

@@ -9,8 +9,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_cache_dir() -> Path:
-    """``$INTERACTVLM_CACHE`` or ``~/.cache/interactvlm``: large derived arrays live outside the repository."""
-    return Path(os.environ.get("INTERACTVLM_CACHE", Path.home() / ".cache" / "interactvlm"))
+    """``$INTERACTVLM_CACHE``, else ``$XDG_CACHE_HOME/interactvlm``, else ``~/.cache/interactvlm``: large derived
+    arrays live outside the repository."""
+    if os.environ.get("INTERACTVLM_CACHE"):
+        return Path(os.environ["INTERACTVLM_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "interactvlm"
 
 
 def default_data_dir() -> Path:

@@ -4,10 +4,12 @@ model inputs and per-sample losses, validation in generate mode, exporting a mod
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from datasets.collate import photo_template
 from model.config import build_config
@@ -17,6 +19,8 @@ from model.losses import LossWeights, combine_losses
 from model.tokenizer import build_tiny_tokenizer
 from model.view_templates import PhotoTemplate, ViewTemplate
 from utils.body_models import canonical_mesh, default_body_model_dir
+from utils.chat_prompt import chat_prompt
+from utils.evaluation import EvalItem, collapse_warning, item_from_prediction, selection_score, task_report
 from utils.geometry.template_views import render_template
 from utils.geometry.views import get_view_set
 from utils.paths import REPO_ROOT
@@ -182,23 +186,22 @@ def sample_losses(model, out, batch: dict) -> tuple[torch.Tensor, dict[str, floa
 
 @torch.no_grad()
 def predict_dataset(model, tokenizer, dataset, max_samples: int | None = None, batch_size: int = 8, progress: bool = False):
-    """Generate-mode predictions over a contact dataset: lists of (sample, ContactPrediction)."""
-    from tqdm import tqdm
+    """Generate-mode predictions over a contact dataset: lists of (sample, ContactPrediction).
 
-    from utils.conversation import build_prompt
-
+    Each prompt is :func:`utils.chat_prompt.chat_prompt` of the model's config and the sample's question: the text
+    the collator trains on, token for token."""
     count = len(dataset) if max_samples is None else min(max_samples, len(dataset))
     results = []
     for start in tqdm(range(0, count, batch_size), desc=f"predict {getattr(dataset, 'name', '')}", disable=not progress):
         samples = [dataset[i] for i in range(start, min(count, start + batch_size))]
-        queries = [{"image": j, "prompt": build_prompt(s["question"], None, image_tokens=model.config.image_seq_length),
-                    "template": _query_template(model, s)} for j, s in enumerate(samples)]
+        queries = [{"image": j, "prompt": chat_prompt(model.config, s["question"]), "template": query_template(model, s)}
+                   for j, s in enumerate(samples)]
         predictions = model.generate_contact(tokenizer, [s["image"] for s in samples], queries)
         results.extend(zip(samples, predictions))
     return results
 
 
-def _query_template(model, sample: dict) -> ViewTemplate | PhotoTemplate:
+def query_template(model, sample: dict) -> ViewTemplate | PhotoTemplate:
     """A sample's SAM input at generation time; 2D masks come back at the size of the sample's target mask."""
     key = sample["template"] or "human"
     photo = photo_template(sample, model.config.sam_image_size) if key == "image" else None
@@ -206,33 +209,74 @@ def _query_template(model, sample: dict) -> ViewTemplate | PhotoTemplate:
                            None if sample["vertex_labels"] is None else len(sample["vertex_labels"]), photo)
 
 
+def prediction_items(model, tokenizer, dataset, max_samples: int | None = None, batch_size: int = 8,
+                     keep_views: int = 0, progress: bool = False) -> list[EvalItem]:
+    """Generate-mode predictions as scored items (:class:`utils.evaluation.EvalItem`); the first ``keep_views``
+    keep their full masks and template renders for qualitative pictures. Answers without a seg token count as
+    empty predictions (their warnings are not printed one by one: ``seg_rate`` reports them)."""
+    task = getattr(dataset, "task", "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        pairs = predict_dataset(model, tokenizer, dataset, max_samples, batch_size, progress)
+    items = []
+    for n, (sample, pred) in enumerate(pairs):
+        probs = None if pred.vertex_probs is None else pred.vertex_probs.float().cpu().numpy()
+        template = query_template(model, sample) if n < keep_views else None
+        items.append(item_from_prediction(sample, task, probs, pred.mask_logits.float().cpu().numpy(), pred.found_seg,
+                                          n < keep_views, template))
+    return items
+
+
+MIN_SELECTION_PAIRS = 200  # fewer validation pairs make the best-model choice a coin toss between close epochs
+
+
 def validate(model, tokenizer, val_sets, recipe: Recipe) -> dict[str, float]:
-    """Per validation set: DECO F1/precision/recall in generate mode; ``score`` drives best-model selection."""
-    import warnings
-
-    from utils.metrics import deco_binary_metrics, pixel_contact_metrics
-
-    scores = {}
+    """Per validation set, in generate mode (the model writes its own answer, as at test time): the task's metrics
+    as ``evaluate.py`` reports them, the prediction diversity, and ``score`` = the task's headline (semantic F1 for
+    human contact, pixel F1 for 2D, object-contact F1, affordance SIM). ``selection_score`` (the mean of the sets'
+    scores) drives best-model selection. A set whose predictions collapse to one mask is flagged
+    (``<set>/collapsed`` = 1, a printed warning): selection on it would reward a model that ignores its input."""
+    scores: dict[str, float] = {}
     for dataset in val_sets:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # answers without a seg token are counted, not printed
-            pairs = predict_dataset(model, tokenizer, dataset, recipe.val_max_samples)
-        if getattr(dataset, "task", "") == "h2dcontact":  # 2D: pixel P/R/F1 and IoU on the photo
-            metrics = pixel_contact_metrics([p.mask_logits[0].float().cpu().numpy() for _, p in pairs],
-                                            [s["masks"][0] for s, _ in pairs])
-            metrics = {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
-        else:
-            preds = np.stack([p.vertex_probs.float().cpu().numpy() for _, p in pairs])
-            gts = np.stack([s["vertex_labels"] for s, _ in pairs])
-            metrics = deco_binary_metrics(preds, gts)
-        scores.update({f"{dataset.name}/{k}": float(v) for k, v in metrics.items()})
-        scores[f"{dataset.name}/seg_rate"] = float(np.mean([p.found_seg for _, p in pairs]))
-        scores[f"{dataset.name}/score"] = float(metrics["f1"])
+        items = prediction_items(model, tokenizer, dataset, recipe.val_max_samples)
+        report = task_report(items, getattr(dataset, "task", ""))
+        prefix = dataset.name
+        overall = report["semantic"]["overall"]
+        scores.update({f"{prefix}/{k}": float(v) for k, v in overall.items() if isinstance(v, (int, float))})
+        if "binary" in report:
+            scores[f"{prefix}/binary_f1"] = float(report["binary"]["f1"])
+        scores[f"{prefix}/seg_rate"] = report["seg_rate"]
+        scores[f"{prefix}/score"] = selection_score(report)
+        diversity = report["diversity"].get("prediction")
+        if diversity:
+            scores[f"{prefix}/mean_pairwise_iou"] = diversity["mean_pairwise_iou"]
+            scores[f"{prefix}/max_std"] = diversity["max_std"]
+            scores[f"{prefix}/collapsed"] = float(diversity["collapsed"])
+        warning = collapse_warning(report["diversity"], f"validation set {prefix}")
+        if warning:
+            print(f"WARNING: {warning}")
+            warnings.warn(warning, stacklevel=2)
+        if len(items) < MIN_SELECTION_PAIRS:
+            print(f"note: validation set {prefix} scores only {len(items)} pairs (< {MIN_SELECTION_PAIRS}); "
+                  "raise the recipe's val_max_samples (or the split) for a model selection that means something")
+    finite = [v for k, v in scores.items() if k.endswith("/score") and np.isfinite(v)]
+    scores["selection_score"] = float(np.mean(finite)) if finite else float("nan")
     return scores
 
 
-def export_model(merge_fn, module, tokenizer, output_dir: Path, recipe: Recipe) -> Path | None:
-    """A complete model directory (LoRA merged into a copy, so training continues unaffected)."""
+def training_vocabulary(dataset) -> list[str]:
+    """The object names of a training set's records (a MixedDataset's sources, or one dataset): recorded in the
+    exported model directory so the demo can say when it is asked about an object the model never saw."""
+    groups = getattr(dataset, "groups", [[dataset]])
+    names = {str(r.class_name).strip().lower() for group in groups for source in group
+             for r in getattr(source, "records", []) if getattr(r, "class_name", "")}
+    return sorted(names)
+
+
+def export_model(merge_fn, module, tokenizer, output_dir: Path, recipe: Recipe,
+                 training_objects: list[str] | None = None) -> Path | None:
+    """A complete model directory (LoRA merged into a copy, so training continues unaffected); its shipped view
+    embeddings are written under the current exact cache key by ``save_interactvlm``."""
     if hasattr(module, "merge_and_unload"):
         if sum(p.numel() for p in module.parameters()) > EXPORT_LIMIT:
             print(f"not exporting {output_dir}: merge the LoRA weights offline with scripts/run_prepare_weights.sh")
@@ -240,6 +284,6 @@ def export_model(merge_fn, module, tokenizer, output_dir: Path, recipe: Recipe) 
         module = merge_fn(copy.deepcopy(module))
     was_training = module.training
     module.eval()
-    save_interactvlm(module, tokenizer, output_dir)
+    save_interactvlm(module, tokenizer, output_dir, training_objects=training_objects)
     module.train(was_training)
     return output_dir

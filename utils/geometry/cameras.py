@@ -97,9 +97,6 @@ class PerspectiveCamera:
     def world_to_view(self, points: np.ndarray) -> np.ndarray:
         return np.asarray(points, float) @ self.rotation + self.translation
 
-    def view_to_world(self, points_view: np.ndarray) -> np.ndarray:
-        return (np.asarray(points_view, float) - self.translation) @ self.rotation.T
-
     def project_ndc(self, points: np.ndarray) -> np.ndarray:
         """``[..., 3]`` world points → ``[..., 3]`` as ``(x_ndc, y_ndc, z_view)`` (PyTorch3D keeps view depth as z)."""
         view = self.world_to_view(points)

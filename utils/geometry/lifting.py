@@ -7,18 +7,20 @@ We build those matrices once (CSR, held as non-persistent buffers so ``.to(devic
 whole batch in one product, gathering only the foreground pixels. Gradients flow to the logits through the
 transposed matrix.
 
-Modes (spec §1.7):
+Modes (``soft``, ``hard`` and ``legacy`` are the original's rules, ``smooth`` is ours):
 
-* ``soft`` — human contact of the fixed released models (§1.7.1): per view the barycentric-weighted mean of
-  ``sigmoid(clamp(z, ±20))`` over all pixels touching a vertex, averaged over the views that see it; linear in the
-  probabilities, fully differentiable. With ``input_is_logits=False`` the same rule lifts probabilities directly,
-  which with K=1 maps is the point-cloud rule of §1.7.3.
-* ``hard`` — object meshes (§1.7.2): only pixels with ``p > threshold`` take part, views averaged over those where
-  the vertex received a selected pixel. The selection is not differentiable (as in the original).
+* ``soft`` — human contact of the fixed released models (the original's ``HumanContact3DPredictor`` since its fix
+  commit 79b4bf2): per view the barycentric-weighted mean of ``sigmoid(clamp(z, ±20))`` over all pixels touching a
+  vertex, averaged over the views that see it; linear in the probabilities, fully differentiable. With
+  ``input_is_logits=False`` the same rule lifts probabilities directly, which with K=1 maps is the point-cloud rule
+  (the original's ``ObjectPCAfford3DPredictor``).
+* ``hard`` — object meshes (the original's ``ObjectMeshContact3DPredictor``): only pixels with ``p > threshold``
+  take part, views averaged over those where the vertex received a selected pixel. The selection is not
+  differentiable (as in the original).
 * ``smooth`` — the differentiable version of ``hard``: the selection becomes ``sigmoid((p − threshold)/temperature)``.
-* ``legacy`` — the pre-fix rule of older checkpoints (**inferred** from the spec's description): pixels with raw
-  logit > threshold add their barycentric weights to their vertices and a count of 1, summed over views; a vertex is
-  in contact when weight/count > threshold. Binary output, no gradient.
+* ``legacy`` — the original's human rule before that fix (its ``HumanContact3DPredictor`` at commit ea51617), for
+  checkpoints trained with it: pixels with raw logit > threshold add their barycentric weights to their vertices and
+  a count of 1, summed over views; a vertex is in contact when weight/count > threshold. Binary output, no gradient.
 """
 
 from __future__ import annotations

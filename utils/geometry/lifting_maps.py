@@ -107,14 +107,38 @@ class LiftingMaps:
                 return cls._from_faces(data["face_ids"], data["bary"], data["faces"], int(data["num_vertices"]), names, str(path))
             return cls(data["vertex_ids"], data["weights"], int(data["num_vertices"]), names, str(path))
 
-    @classmethod
-    def load_official(cls, folder: str | Path, view_names: Sequence[str], num_vertices: int, size: int = 1024) -> "LiftingMaps":
-        """Read the original's ``pixel_to_vertex_map_{size}.npz`` / ``bary_coords_map_{size}.npz`` pair."""
+    @staticmethod
+    def official_files(folder: str | Path, size: int | None = None) -> tuple[Path, Path]:
+        """The original's ``pixel_to_vertex_map_*.npz`` / ``bary_coords_map_*.npz`` pair in ``folder``: the one named
+        for ``size`` if present, else the name the original always uses (``_1024``, whatever the arrays' size)."""
         folder = Path(folder)
-        p2v_path, bary_path = folder / f"pixel_to_vertex_map_{size}.npz", folder / f"bary_coords_map_{size}.npz"
-        for p in (p2v_path, bary_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"official lifting map missing: {p} (it ships in the original data.zip)")
+        for tag in dict.fromkeys([size, 1024] if size else [1024]):
+            p2v, bary = folder / f"pixel_to_vertex_map_{tag}.npz", folder / f"bary_coords_map_{tag}.npz"
+            if p2v.is_file() and bary.is_file():
+                return p2v, bary
+        found = sorted(p.name for p in folder.glob("pixel_to_vertex_map_*.npz"))
+        if len(found) == 1:
+            tag = found[0].removeprefix("pixel_to_vertex_map_")
+            if (folder / f"bary_coords_map_{tag}").is_file():
+                return folder / found[0], folder / f"bary_coords_map_{tag}"
+        raise FileNotFoundError(f"official lifting maps missing in {folder}: expected pixel_to_vertex_map_1024.npz and "
+                                "bary_coords_map_1024.npz (they ship in the original data.zip)")
+
+    @classmethod
+    def official_size(cls, folder: str | Path, size: int | None = None) -> int:
+        """Pixel size of an official map pair, read from its arrays (the file name does not tell it)."""
+        p2v_path, _ = cls.official_files(folder, size)
+        with np.load(p2v_path) as data:
+            first = data[data.files[0]]
+        return int(first.shape[0])
+
+    @classmethod
+    def load_official(cls, folder: str | Path, view_names: Sequence[str], num_vertices: int,
+                      size: int | None = None) -> "LiftingMaps":
+        """Read the original's ``pixel_to_vertex_map_*.npz`` / ``bary_coords_map_*.npz`` pair (dicts keyed by view).
+        The size comes from the arrays; a requested ``size`` that differs is an error naming both."""
+        folder = Path(folder)
+        p2v_path, bary_path = cls.official_files(folder, size)
         ids, weights = [], []
         with np.load(p2v_path) as p2v, np.load(bary_path) as bary:
             for view in view_names:
@@ -122,11 +146,13 @@ class LiftingMaps:
                     if view not in data:
                         raise KeyError(f"{p}: no entry for view {view!r} (has {sorted(data.keys())})")
                 a, b = p2v[view], bary[view]
-                if a.shape != (size, size, 3) or b.shape != (size, size, 3):
-                    raise ValueError(
-                        f"{folder}: view {view!r} maps have shapes {a.shape} (vertex ids) and {b.shape} (barycentrics); "
-                        f"expected ({size}, {size}, 3) for the {size} file pair"
-                    )
+                n = a.shape[0]
+                if a.shape != (n, n, 3) or b.shape != (n, n, 3):
+                    raise ValueError(f"{folder}: view {view!r} maps have shapes {a.shape} (vertex ids) and {b.shape} "
+                                     "(barycentrics); expected square (N, N, 3) arrays")
+                if size is not None and n != size:
+                    raise ValueError(f"{folder}: the official lifting maps are {n}×{n} (read from {p2v_path.name}'s "
+                                     f"arrays), but size {size} was asked for; use mask size {n}")
                 ids.append(a.astype(np.int32))
                 weights.append(b.astype(np.float32))
         vertex_ids = np.stack(ids)

@@ -1,5 +1,5 @@
-"""Canonical placement of object geometry before rendering (spec §4.3): the renders and the camera distances of the
-object view sets assume these exact normalisations."""
+"""Canonical placement of object geometry before rendering, as the original's object scripts do it: the renders and
+the camera distances of the object view sets assume these exact normalisations."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Point-cloud renders and nearest-point maps (the PIAD / LEMON affordance inputs, spec §4.3).
+"""Point-cloud renders and nearest-point maps (the PIAD / LEMON affordance inputs).
 
 Reproduces PyTorch3D's ``PointsRasterizer`` (radius in NDC units, up to ``points_per_pixel`` points per pixel sorted by
 depth) with an ``AlphaCompositor`` (alpha ``1 − d²/r²``, front-to-back, white where no point lands), vectorised in

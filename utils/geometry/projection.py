@@ -1,4 +1,4 @@
-"""3D → 2D: per-vertex labels to the per-view training masks (spec §4.2).
+"""3D → 2D: per-vertex labels to the per-view training masks (the original's mask rule).
 
 A pixel is positive when the triangle it sees has at least ``min_vertices`` of its three vertices in the contact set
 (3 for the ``4MV-Z_Vitru`` data, 2 for ``_mv2``). Pixels that do not see the template are outside the valid region
@@ -11,7 +11,9 @@ import numpy as np
 
 from utils.geometry.lifting_maps import LiftingMaps
 
-IGNORE = -1
+MASK_IGNORE_LABEL = -1
+"""Target value of mask pixels outside the valid region: no 2D loss or metric counts them (the original's
+``IGNORE_LABEL``; not the ``-100`` label of ignored *tokens* in ``datasets.collate``)."""
 
 
 def contact_masks(labels: np.ndarray, maps: LiftingMaps, min_vertices: int = 3) -> np.ndarray:
@@ -37,7 +39,7 @@ def contact_masks(labels: np.ndarray, maps: LiftingMaps, min_vertices: int = 3) 
 def training_targets(labels: np.ndarray, maps: LiftingMaps, min_vertices: int = 3) -> np.ndarray:
     """Masks as the losses consume them: float32 1 / 0 inside the valid region, −1 outside."""
     masks = contact_masks(labels, maps, min_vertices).astype(np.float32)
-    return np.where(maps.foreground, masks, np.float32(IGNORE))
+    return np.where(maps.foreground, masks, np.float32(MASK_IGNORE_LABEL))
 
 
 def visible_vertices(maps: LiftingMaps) -> np.ndarray:

@@ -72,6 +72,7 @@ def render_template(
     official_format: bool = False,
     backend: str | None = None,
     overwrite: bool = False,
+    progress: bool = True,
 ) -> Path:
     """Write a template folder; sizes already present for the same mesh and views are skipped (resumable)."""
     if kind not in _NAMING:
@@ -101,7 +102,7 @@ def render_template(
     colors = {"norm": normal_colors(vertices, faces) if kind == "body" else None, "color": xyz_colors(vertices),
               "blue": uniform_colors(len(vertices), BODY_BLUE), "grey": uniform_colors(len(vertices), OBJECT_YELLOW)}
     todo = [s for s in sizes if overwrite or s not in meta["sizes"] or not maps_path(output_dir, s).is_file()]
-    for size in tqdm(todo, desc=f"rendering {name} / {view_set.name}", unit="size"):
+    for size in tqdm(todo, desc=f"rendering {name} / {view_set.name}", unit="size", disable=not progress):
         if kind == "pointcloud":
             point_ids = []
             for view in view_set.render_views:
@@ -140,16 +141,19 @@ def load_template(folder: str | Path, size: int = 1024, view_set: ViewSet | None
             raise ValueError(f"{folder} was rendered for view set {meta['view_set']!r}, not {view_set.name!r}")
         maps = LiftingMaps.load(maps_path(folder, size))
     elif view_set is not None and num_vertices is not None:
-        meta, kind, names = {"view_set": view_set.name, "kind": "body"}, "body", view_set.view_names
-        maps = LiftingMaps.load_official(folder, names, num_vertices, size)
+        # an official folder holds one size, read from its arrays; its renders carry no size suffix
+        maps = LiftingMaps.load_official(folder, view_set.view_names, num_vertices, size)
+        meta = {"view_set": view_set.name, "kind": "body", "sizes": [maps.image_size[0]], "official": True}
+        kind, names = "body", view_set.view_names
     else:
         raise FileNotFoundError(
             f"{folder} is not a template folder (no template.json); render one with "
             "`python -m preprocess_data.render_views`, or pass view_set and num_vertices for an official folder"
         )
     _, sam_shader, overlay_shader = _NAMING[kind]
-    renders = np.stack([_read_png(render_path(folder, kind, sam_shader, v, size)) for v in names])
-    overlay_files = [render_path(folder, kind, overlay_shader, v, size) for v in names]
+    file_size = 1024 if meta.get("official") else size  # (1024 = the un-suffixed names)
+    renders = np.stack([_read_png(render_path(folder, kind, sam_shader, v, file_size)) for v in names])
+    overlay_files = [render_path(folder, kind, overlay_shader, v, file_size) for v in names]
     if not all(p.is_file() for p in overlay_files):  # official folders name their overlays smplh_body_render_blue_*
         overlay_files = [folder / f"smplh_body_render_blue_{v}.png" for v in names]
     overlays = np.stack([_read_png(p) for p in overlay_files]) if all(p.is_file() for p in overlay_files) else renders

@@ -43,8 +43,9 @@ class ViewSet:
     """A named set of V views plus what the original stores beside it.
 
     ``views`` are the cameras whose normalised vectors condition the model. ``render_views`` are the cameras the SAM
-    inputs are rendered with; they differ only for the object sets with mesh renders (distance 1.5, spec §4.3), which
-    is one of the original's conditioning mismatches we keep for weight compatibility but make explicit.
+    inputs are rendered with; they differ only for the object sets with mesh renders (rendered at distance 1.5 but
+    conditioned with 2), one of the original's conditioning mismatches we keep for weight compatibility but make
+    explicit.
     """
 
     name: str
@@ -95,7 +96,7 @@ def get_view_set(name: str) -> ViewSet:
 
 register_view_set(ViewSet("4MV-Z_Vitru", "human", _HUMAN_VIEWS, "hcontact_vitruvian", 3, lights=_HUMAN_LIGHTS))
 register_view_set(ViewSet("4MV-Z_Vitru_mv2", "human", _HUMAN_VIEWS, "hcontact_vitruvian_mv2", 2, lights=_HUMAN_LIGHTS))
-# The original's hcontact-wScene config names "4MV-Z_Vitru_wScene", which it never defines (spec §11.2 item 25);
+# The original's hcontact-wScene training config names "4MV-Z_Vitru_wScene", which its view dictionary never defines;
 # "4MV-Z_Vitru_FootGround" is the set it meant. We register the intended one only.
 register_view_set(ViewSet("4MV-Z_Vitru_FootGround", "human", _HUMAN_VIEWS, "hcontact_vitruvian", 3, lights=_HUMAN_LIGHTS))
 register_view_set(ViewSet("4MV-Z_HM", "object", _object_views(2.0), "rendered_points_heatmap_1025", 3, lights=_OBJECT_LIGHTS))

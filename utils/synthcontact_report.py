@@ -1,0 +1,264 @@
+"""The README's SynthContact tables in one command: the bundled model against the baselines, per split and per
+(pose family × object), human and object side.
+
+    python -m utils.synthcontact_report --model-dir trained_models/interactvlm-tiny-synthcontact \
+        --eval-dir data/synthcontact_eval --train-dir data --output docs/synthcontact_results.md
+
+``--eval-dir`` holds a SynthContact folder generated with a seed never used in training (splits ``test`` with the
+training combinations and ``test_heldout`` with the held-out ones). Methods, all scored by DECO's per-pair semantic
+F1 (the ``supporting`` ground ignored) in generate mode (the model gets the photo and the question naming the object,
+nothing else):
+
+* ``model``: the InteractVLM model directory;
+* ``class prior``: per-class per-vertex contact frequency of the *training* split, threshold calibrated on it;
+* ``oracle class prior``: the same fitted on the evaluated split's own labels: the best any answer that ignores the
+  image can do there;
+* ``both feet``: the two feet, whatever the image and object;
+* ``direct``: the direct per-vertex classifier baseline (``model.baselines``), when its file exists.
+
+Object side (``synthcontact_ocontact_canonical``): per-vertex F1 on the class templates, against the per-class
+contact frequency of the training split (threshold calibrated there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from utils.metrics import deco_prf, prediction_diversity
+
+SPLITS = ("test", "test_heldout")
+SPLIT_TITLES = {"test": "seen combinations (test)", "test_heldout": "held-out combinations"}
+
+
+def pair_f1(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    return np.asarray(deco_prf(pred, gt)["f1"], dtype=np.float64)
+
+
+def split_families(data_dir: Path, split: str) -> dict[str, str]:
+    metas = [json.loads(line) for line in (data_dir / "synthcontact" / split / "meta.jsonl").read_text().splitlines()]
+    return {m["stem"]: m["pose_family"] for m in metas}
+
+
+def human_dataset(model, data_dir: Path, split: str):
+    from datasets.registry import build_dataset
+
+    cfg = model.config
+    return build_dataset("synthcontact_hcontact", data_dir, split, view_set=cfg.human_view_set, mask_size=cfg.mask_size,
+                         valid_mask=model.template("human").valid.cpu().numpy(), training=False,
+                         token_type=cfg.token_type)
+
+
+def model_predictions(model, tokenizer, dataset, max_pairs: int | None) -> tuple[list[dict], np.ndarray, list[str]]:
+    from utils.training import predict_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        results = predict_dataset(model, tokenizer, dataset, max_pairs, progress=True)
+    samples = [s for s, _ in results]
+    probs = np.stack([p.vertex_probs.float().cpu().numpy() for _, p in results])
+    return samples, probs, [p.text for _, p in results]
+
+
+def train_labels(train_dir: Path, model) -> tuple[list[str], np.ndarray]:
+    """Class names and per-vertex labels of the training split, straight from the index files (no photo decoded)."""
+    dataset = human_dataset(model, train_dir, "train")
+    names = [r.class_name for r in dataset.records]
+    return names, np.stack([dataset.vertex_labels(r) for r in dataset.records]).astype(np.float32)
+
+
+def feet_vertices() -> np.ndarray:
+    from utils.body_models import default_body_model_dir, load_part_segmentation
+
+    seg = load_part_segmentation(default_body_model_dir() / "synthbody" / "synthbody_segmentation.json")
+    return np.concatenate([seg["left foot"], seg["right foot"]])
+
+
+def direct_predictions(path: Path, samples: list[dict], data_dir: Path) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    from model.baselines import load_baseline
+
+    baseline = load_baseline("direct", path, dataset_dir=data_dir)
+
+    class _List:
+        def __getitem__(self, i):
+            return samples[i]
+
+    return np.stack([p for _, p, _, _ in baseline.predict(_List(), list(range(len(samples))))])
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def gallery_rows(samples: list[dict], probs: np.ndarray, combos: list[tuple[str, str]], per_split: int, tile: int,
+                 title: str) -> list[np.ndarray]:
+    """Rows of photo | ground truth (4 body views) | prediction (4 body views), one per combination first."""
+    import cv2
+
+    from preprocess_data.synthcontact_gallery import BODY_GREY, _letterbox, body_views
+    from utils.body_models import canonical_mesh, default_body_model_dir
+
+    canon = canonical_mesh("synthbody", default_body_model_dir())
+    vertices, faces = np.asarray(canon.vertices), np.asarray(canon.faces)
+    order, seen = [], set()
+    for i, combo in enumerate(combos):  # one pair per (family, object), then the rest, skipping the ground
+        if combo not in seen and combo[1] != "supporting":
+            seen.add(combo)
+            order.append(i)
+    rows = []
+    for i in order[:per_split]:
+        views = []
+        for labels in (samples[i]["vertex_labels"], probs[i]):
+            colors = np.tile(BODY_GREY, (len(vertices), 1))
+            colors[np.asarray(labels) > 0.5] = [0.9, 0.1, 0.1]
+            views += body_views(vertices, faces, colors, tile)
+        row = np.concatenate([_letterbox(samples[i]["image"], tile), *views], axis=1)
+        caption = np.full((22, row.shape[1], 3), 255, dtype=np.uint8)
+        text = (f"{title}: {samples[i]['meta']['stem']}  {combos[i][0]} x {combos[i][1]}   "
+                f"| ground truth (4 views) | model (4 views)")
+        cv2.putText(caption, text, (6, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+        rows.append(np.concatenate([caption, row], axis=0))
+    return rows
+
+
+def human_report(model, tokenizer, args) -> tuple[str, dict]:
+    from model.baselines import FrequencyPrior
+
+    names_train, labels_train = train_labels(args.train_dir, model)
+    prior = FrequencyPrior.fit(names_train, labels_train)
+    feet = feet_vertices()
+    summary_rows, combo_rows, numbers, pictures = [], [], {}, []
+    for split in SPLITS:
+        dataset = human_dataset(model, args.eval_dir, split)
+        samples, probs, texts = model_predictions(model, tokenizer, dataset, args.max_pairs)
+        gts = np.stack([s["vertex_labels"] for s in samples]).astype(np.float32)
+        names = [s["class_name"] for s in samples]
+        families = split_families(args.eval_dir, split)
+        combos = [(families[s["meta"]["stem"]], s["class_name"]) for s in samples]
+        oracle = FrequencyPrior.fit(names, gts)
+        both_feet = np.zeros_like(gts)
+        both_feet[:, feet] = 1.0
+        methods = {"model": probs, "class prior (train)": np.stack([prior(n) for n in names]),
+                   "oracle class prior (this split)": np.stack([oracle(n) for n in names]), "both feet": both_feet}
+        direct = direct_predictions(args.direct, samples, args.train_dir)
+        if direct is not None:
+            methods["direct classifier"] = direct
+        keep = np.array([n != "supporting" for n in names])
+        f1 = {m: pair_f1(p, gts) for m, p in methods.items()}
+        diversity = prediction_diversity(probs)
+        numbers[split] = {"pairs": int(keep.sum()), "semantic_f1": {m: float(v[keep].mean()) for m, v in f1.items()},
+                          "diversity": {k: v for k, v in diversity.items() if not isinstance(v, np.ndarray)},
+                          "answers": texts[:8]}
+        for m in methods:
+            summary_rows.append((SPLIT_TITLES[split], m, f"{f1[m][keep].mean():.3f}", str(int(keep.sum()))))
+        groups = defaultdict(list)
+        for i, combo in enumerate(combos):
+            groups[combo].append(i)
+        for combo in sorted(groups):
+            idx = np.array(groups[combo])
+            combo_rows.append((SPLIT_TITLES[split], f"{combo[0]} × {combo[1]}", str(len(idx)),
+                               *[f"{f1[m][idx].mean():.3f}" for m in methods]))
+        header_methods = list(methods)
+        if args.gallery:
+            pictures += gallery_rows(samples, probs, combos, args.gallery_per_split, args.tile, SPLIT_TITLES[split])
+    if args.gallery and pictures:
+        import cv2
+
+        args.gallery.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(args.gallery), np.ascontiguousarray(np.concatenate(pictures, axis=0)[..., ::-1]),
+                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    text = ["### Human contact (semantic F1 per (image, object) pair, `supporting` excluded from the totals)", "",
+            table(summary_rows, ("split", "method", "semantic F1", "pairs")), "",
+            "### Per (pose family × object)", "",
+            table(combo_rows, ("split", "combination", "pairs", *header_methods)), "",
+            "Prediction diversity of the model (binarised at 0.5): " + "; ".join(
+                f"{SPLIT_TITLES[s]}: mean pairwise IoU {numbers[s]['diversity']['mean_pairwise_iou']:.3f}, "
+                f"{numbers[s]['diversity']['distinct_masks']} distinct masks" for s in SPLITS), ""]
+    return "\n".join(text), numbers
+
+
+def object_report(model, tokenizer, args) -> tuple[str, dict]:
+    from datasets.registry import build_dataset
+    from utils.training import predict_dataset
+
+    cfg = model.config
+    options = dict(view_set=cfg.object_view_set, mask_size=cfg.mask_size, training=False, token_type=cfg.token_type)
+    train = build_dataset("synthcontact_ocontact_canonical", args.train_dir, "train", load_masks=False, **options)
+    per_class = defaultdict(list)
+    for r in train.records:
+        per_class[r.class_name].append(train.vertex_labels(r))
+    freq = {n: np.mean(v, axis=0) for n, v in per_class.items()}
+    thresholds = np.linspace(0.05, 0.95, 19)
+    train_names = [r.class_name for r in train.records]
+    train_gts = [train.vertex_labels(r) for r in train.records]
+    scores = {t: np.mean([pair_f1((freq[n] >= t).astype(np.float32)[None], g[None])[0]
+                          for n, g in zip(train_names, train_gts)]) for t in thresholds}
+    best = max(scores, key=scores.get)
+    rows, numbers = [], {}
+    for split in SPLITS:
+        dataset = build_dataset("synthcontact_ocontact_canonical", args.eval_dir, split, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            results = predict_dataset(model, tokenizer, dataset, args.max_pairs, progress=True)
+        model_f1, prior_f1, classes = [], [], []
+        for sample, pred in results:
+            gt = sample["vertex_labels"][None]
+            model_f1.append(pair_f1(pred.vertex_probs.float().cpu().numpy()[None], gt)[0])
+            prior_f1.append(pair_f1((freq[sample["class_name"]] >= best).astype(np.float32)[None], gt)[0])
+            classes.append(sample["class_name"])
+        numbers[split] = {"pairs": len(results), "model_f1": float(np.mean(model_f1)), "prior_f1": float(np.mean(prior_f1))}
+        rows.append((SPLIT_TITLES[split], "all", str(len(results)), f"{np.mean(model_f1):.3f}", f"{np.mean(prior_f1):.3f}"))
+        for name in sorted(set(classes)):
+            idx = [i for i, c in enumerate(classes) if c == name]
+            rows.append((SPLIT_TITLES[split], name, str(len(idx)), f"{np.mean([model_f1[i] for i in idx]):.3f}",
+                         f"{np.mean([prior_f1[i] for i in idx]):.3f}"))
+    text = ["### Object contact (per-vertex F1 on the object class's template)", "",
+            table(rows, ("split", "object", "pairs", "model", "object-class prior (train)")), ""]
+    return "\n".join(text), numbers
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from model.io import load_interactvlm
+    from utils.paths import REPO_ROOT
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact")
+    parser.add_argument("--eval-dir", type=Path, required=True, help="dataset dir holding synthcontact/ (unseen seed)")
+    parser.add_argument("--train-dir", type=Path, default=REPO_ROOT / "data", help="dataset dir of the training data")
+    parser.add_argument("--direct", type=Path, default=REPO_ROOT / "trained_models" / "baselines" / "direct_synthcontact.safetensors")
+    parser.add_argument("--output", type=Path, required=True, help="markdown file (a .json with the numbers beside it)")
+    parser.add_argument("--max-pairs", type=int, default=None)
+    parser.add_argument("--no-objects", action="store_true")
+    parser.add_argument("--gallery", type=Path, default=None, help="PNG: predictions beside the ground truth")
+    parser.add_argument("--gallery-per-split", type=int, default=5)
+    parser.add_argument("--tile", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model, tokenizer = load_interactvlm(args.model_dir, device="cpu")
+    model.eval()
+    human_text, human_numbers = human_report(model, tokenizer, args)
+    parts = [f"Model: `{args.model_dir.name}`; evaluation data: `{args.eval_dir}`.", "", human_text]
+    numbers = {"human": human_numbers}
+    if not args.no_objects and model.config.token_type == "Gen-Hu-Obj":
+        object_text, numbers["object"] = object_report(model, tokenizer, args)
+        parts.append(object_text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(parts))
+    args.output.with_suffix(".json").write_text(json.dumps(numbers, indent=1))
+    print("\n".join(parts))
+    return numbers
+
+
+if __name__ == "__main__":
+    main()
