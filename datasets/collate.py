@@ -1,4 +1,4 @@
-"""Batching samples for the model: llava_v1 prompts, token labels, CLIP pixels and mask targets (spec §4.5).
+"""Batching samples for the model: llava_v1 prompts, token labels, CLIP pixels and mask targets.
 
 The prompt holds exactly ``config.image_seq_length`` image tokens (the model replaces them one-to-one with CLIP
 features), is tokenised as ``[BOS] + tokenizer(text, add_special_tokens=False)`` — exactly how

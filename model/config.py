@@ -39,7 +39,7 @@ class InteractVLMConfig(PreTrainedConfig):
         for the bundled tiny one).
     mask_size: resolution of predicted masks and lifting maps (1024 released; smaller for tiny).
     human_lift_mode, object_lift_mode: lifting rules (``soft``/``hard``/``smooth``/``legacy``), see ``utils.geometry.lifting``.
-    *_loss_weight, bce_loss_alpha, dice_loss_scale: loss weights of spec §3 (released defaults).
+    *_loss_weight, bce_loss_alpha, dice_loss_scale: loss weights (defaults = the original's released training configs; see model.losses).
     lora_*: LoRA settings used for training (recorded so a checkpoint documents how it was made).
     train_vision_tower, train_language_model: fully train CLIP / the LM (only the ``tiny`` preset, which has no
         pretrained weights to keep); the full presets keep the original's freezing.

@@ -2,7 +2,7 @@
 
 The released checkpoints are ``save_pretrained`` dumps of the original ``InteractVLMForCausalLM`` /
 ``LISAForCausalLM`` (a LLaVA-v1 ``LlavaLlamaForCausalLM`` with SAM attached as ``model.visual_model``), written by
-``merge_lora_weights_and_save_hf_model.py`` (spec §5.5): ``config.json`` (LlavaLlama fields plus the training
+``merge_lora_weights_and_save_hf_model.py``: ``config.json`` (LlavaLlama fields plus the training
 arguments), sharded weights (``pytorch_model-0000X-of-0000N.bin`` + ``pytorch_model.bin.index.json``, or the
 safetensors equivalent, or one file) and the sentencepiece tokenizer. The merge script drops every CLIP key, so CLIP
 usually comes from a separate ``openai/clip-vit-large-patch14`` directory (``--clip``).
@@ -832,7 +832,7 @@ def main(argv: list[str] | None = None) -> Path:
                         "lifting maps (official data/hcontact_vitruvian[_mv2] or preprocess_data.render_views output)")
     parser.add_argument("--view-set", default=None, help=f"human view set, one of {sorted(VIEW_SETS)} (default: "
                         "config.json hC_sam_view_type, else 4MV-Z_Vitru_mv2 for -fix checkpoints, 4MV-Z_Vitru otherwise)")
-    parser.add_argument("--legacy-lifting", action="store_true", help="pre-fix lifting rule (checkpoints before FIX.md)")
+    parser.add_argument("--legacy-lifting", action="store_true", help="the original's human lifting rule before its fix commit 79b4bf2 (lifting mode 'legacy')")
     parser.add_argument("--body-model", choices=sorted(BODY_MODEL_FILES), default=None, help="body of the template (default smplh)")
     parser.add_argument("--mask-size", type=int, default=None, help="mask / lifting-map size (default 1024)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None, help="preset for defaults (default: matched by shapes)")

@@ -93,7 +93,7 @@ class InteractVLMPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         """Sub-models (LLaVA, SAM) initialise themselves and our new modules initialise explicitly in their
-        constructors (the original left that to HF's missing-weight path, spec §1.8); nothing to redo here."""
+        constructors (the original left their initialisation to Hugging Face's missing-weight path when loading LISA weights); nothing to redo here."""
 
 
 class InteractVLMForCausalLM(InteractVLMPreTrainedModel):

@@ -112,6 +112,13 @@ def prepare(run_dir: Path, output_dir: Path, tag: str | None = None, dataset_dir
     model = merge_lora(model).eval()
     save_interactvlm(model, tokenizer, output_dir)
     (output_dir / "training_config.json").write_text(json.dumps(recipe.to_dict(), indent=1, default=str))
+    from model.io import TRAINING_OBJECTS_FILE, read_training_objects, write_training_objects
+
+    for export in (run_dir / "last", run_dir / "best"):  # the vocabulary train.py recorded with its exports
+        objects = read_training_objects(export) if (export / TRAINING_OBJECTS_FILE).is_file() else None
+        if objects is not None:
+            write_training_objects(output_dir, objects)
+            break
     return output_dir
 
 

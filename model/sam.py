@@ -89,7 +89,7 @@ def decode_views(
 ) -> torch.Tensor:
     """Decode V views for B queries: ``image_embeddings [B, V, C, h, w]``, ``view_prompts [B, V, C]`` → ``[B, V, 4h, 4w]``.
 
-    Released models: every view's decoder sees all V view-conditioned tokens (spec §1.6; the original relies on a
+    Released models: every view's decoder sees all V view-conditioned tokens (the original relies on a
     broadcast inside SAM). ``per_view_tokens`` gives view v only its own token.
     """
     batch, views, channels, height, width = image_embeddings.shape

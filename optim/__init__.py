@@ -5,5 +5,5 @@ mesh with its per-vertex contact and the object's mask, :mod:`optim.fit` estimat
 (and optionally scale) in the human's camera frame. Everything runs on CPU: the differentiable silhouette is our own
 (:mod:`optim.silhouette`), hard renders use Embree ray casting (:mod:`optim.render`).
 
-    python -m optim.fit --input-dir data/demo_samples/fit__chair --output-dir output/fit
+    python -m optim.fit --input-dir data/fit_samples/chair__test_000015 --output-dir output/fit
 """

@@ -1,6 +1,6 @@
 """Fit an object mesh to a person in a photo from their contacts: ``python -m optim.fit``.
 
-    python -m optim.fit --input-dir data/demo_samples/fit__chair__test_000015 --output-dir output/fit
+    python -m optim.fit --input-dir data/fit_samples/chair__test_000015 --output-dir output/fit
     python -m optim.fit --image photo.jpg --human osx_human.npz --human-contact photo_hcontact_vertices.npz \\
         --object-mesh chair.obj --object-contact chair_ocontact_vertices.npz --object-mask chair_mask.png \\
         --output-dir output/fit [--camera camera.json] [--recipe ours|original] [--optimize-scale] \\
@@ -25,7 +25,7 @@ import torch
 
 from optim.fitter import RECIPES, ObjectFitter
 from optim.inputs import FitInputError, find_in_dir, load_inputs
-from optim.outputs import write_outputs
+from optim.outputs import write_json, write_outputs
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -109,9 +109,7 @@ def main(argv: list[str] | None = None) -> dict:
     t1 = time.perf_counter()
     fitter = ObjectFitter(inputs, config)
     t_setup = time.perf_counter() - t1
-    result = fitter.fit(progress=not args.quiet, frame_every=args.frames if (args.frames or args.video) else 0)
-    if args.video and not args.frames:
-        pass  # frames were collected for the video only
+    result = fitter.fit(progress=not args.quiet, frame_every=args.frames or (5 if args.video else 0))
     t2 = time.perf_counter()
     report = write_outputs(args.output_dir, inputs, result, asdict(config),
                            {"load_s": round(t_load, 4), "setup_s": round(t_setup, 4)},
@@ -119,10 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["timings_s"]["outputs_s"] = round(time.perf_counter() - t2, 4)
     report["timings_s"]["total_s"] = round(time.perf_counter() - t0, 4)
     # the JSON is rewritten with the final timings
-    from optim.outputs import _atomic
-    import json
-
-    _atomic(args.output_dir / "fit.json", json.dumps(report, indent=1).encode())
+    write_json(args.output_dir / "fit.json", report)
     pose = result.pose
     print(f"fitted {Path(names['object_mesh']).name} ({args.recipe}): t = {pose.translation.round(3).tolist()} m, "
           f"scale {pose.scale:.3f}, mask IoU {report['check']['mask_iou']:.2f}, "

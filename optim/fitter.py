@@ -29,7 +29,6 @@ from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from optim import render
-from optim.camera import PinholeCamera
 from optim.inputs import FitInputs
 from optim.losses import (AllPairsContact, CorrespondenceContact, Penetration, centroid_loss, iou_loss,
                           original_mask_loss)

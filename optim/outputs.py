@@ -54,6 +54,10 @@ def _atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_json(path: Path, data: dict) -> None:
+    _atomic(Path(path), json.dumps(data, indent=1).encode())
+
+
 def _png(path: Path, rgb: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
@@ -122,7 +126,7 @@ def write_outputs(out_dir: str | Path, inputs: FitInputs, result: FitResult, con
         "config": config,
         "files": files + ["fit.json"],
     }
-    _atomic(out / "fit.json", json.dumps(report, indent=1).encode())
+    write_json(out / "fit.json", report)
     return report
 
 

@@ -11,7 +11,7 @@ py="${PYTHON:-$root/.venv/bin/python}"
 case "${1:-}" in
   -h|--help) cd "$root" && exec "$py" -m optim.fit --help ;;
 esac
-input="${1:-$root/data/demo_samples/fit__chair__test_000015}"
+input="${1:-$root/data/fit_samples/chair__test_000015}"
 [ $# -ge 1 ] && shift
 name="$(basename "$input")"
 cd "$root"

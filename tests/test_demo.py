@@ -246,7 +246,7 @@ def test_object_modes(model_dir, calls, tmp_path):
     assert set(failed) == {"chair__nomesh", "chair__badmesh"}
     assert "object_mesh.obj" in failed["chair__nomesh"] and "no faces" in failed["chair__badmesh"]
     summary = check_sample(out, CHAIR.name, "ocontact", "chair", parts=("object",), num_vertices={"object": 924})
-    assert summary["prompt"] == "Can you segment the area on the chair that the human touches?"
+    assert summary["prompt"] == "Segment the area on the chair where the human is making direct contact in this image."
     assert tree_hash(src) == before and not (src / CHAIR.name / "object_template").exists()
 
     out = tmp_path / "oafford"

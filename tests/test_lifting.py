@@ -22,7 +22,8 @@ def sphere_maps():
 
 
 def _loop_object_rule(probs, maps, threshold):
-    """Spec §1.7.2 written out per view and pixel (numpy), as the reference for the hard mode."""
+    """The original's object-mesh lifting rule (ObjectMeshContact3DPredictor) written out per view and pixel in numpy,
+    as the reference for the hard mode."""
     v_count, n = maps.num_views, maps.num_vertices
     total, seen_views = np.zeros(n), np.zeros(n)
     for v in range(v_count):
@@ -143,5 +144,5 @@ def test_official_map_files_are_read_and_checked(tmp_path, sphere_maps):
     loaded = LiftingMaps.load_official(tmp_path, names, maps.num_vertices, size=48)
     np.testing.assert_array_equal(loaded.vertex_ids, maps.vertex_ids)
     np.savez(tmp_path / "bary_coords_map_48.npz", **{v: maps.weights[i, :40] for i, v in enumerate(names)})
-    with pytest.raises(ValueError, match=r"expected \(48, 48, 3\)"):
+    with pytest.raises(ValueError, match=r"\(40, 48, 3\) \(barycentrics\); expected square \(N, N, 3\)"):
         LiftingMaps.load_official(tmp_path, names, maps.num_vertices, size=48)

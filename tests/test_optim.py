@@ -21,7 +21,7 @@ from optim.rotations import angle_deg, rotation_about
 from optim.silhouette import SoftSilhouette, soft_iou
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "data" / "demo_samples" / "fit__chair__test_000015"
+DEMO = REPO / "data" / "fit_samples" / "chair__test_000015"
 
 
 def _chair_like() -> tuple[np.ndarray, np.ndarray]:
@@ -79,11 +79,13 @@ def _synthetic_inputs(yaw=25.0, t=(0.1, 0.05, 2.2)) -> tuple[FitInputs, Pose]:
     body = trimesh.creation.box([0.3, 0.6, 0.3])
     for _ in range(3):
         body = body.subdivide()
-    # the body's face touches the object's seat-front region: place the body next to the object's +x side
-    bv = np.asarray(body.vertices) + obj.mean(0) + R @ np.array([0.225 + 0.15, 0.0, 0.0])
-    bf = np.asarray(body.faces)
-    h_contact = (np.abs(((bv - obj.mean(0)) @ R)[:, 0] - 0.225) < 0.02).astype(float)
-    o_contact = (np.abs(v[:, 0] - 0.225) < 0.02).astype(float) * (np.abs(v[:, 1]) < 0.3)
+    # a box "person" pressed against the seat's +x side (1 cm deep), built in the object's frame, then posed
+    local = np.asarray(body.vertices) + [0.225 + 0.15 - 0.01, -0.1, 0.0]
+    bv, bf = truth.apply(local), np.asarray(body.faces)
+    from scipy.spatial import cKDTree
+
+    h_contact = (cKDTree(v).query(local)[0] < 0.02).astype(float)
+    o_contact = (cKDTree(local).query(v)[0] < 0.02).astype(float)
     cam = PinholeCamera(300, 300, 128, 96, 256, 192)
     mask = render.mask_of([(obj, f), (bv, bf)], cam)
     inputs = FitInputs(image=np.full((192, 256, 3), 128, np.uint8), camera=cam, human_vertices=bv, human_faces=bf,
@@ -164,7 +166,7 @@ def test_bad_inputs_get_clear_errors(tmp_path):
         load_input_dir(folder)
     folder = _copy_demo(tmp_path / "f")
     np.savez(folder / "ocontact_vertices.npz",
-             pred_contact_3d=np.zeros(len(trimesh.load(folder / "object_mesh.ply").vertices), np.float32))
+             pred_contact_3d=np.zeros(len(trimesh.load(folder / "object_mesh.ply", process=False).vertices), np.float32))
     with pytest.raises(FitInputError, match="no vertex above"):
         load_input_dir(folder)
     with pytest.raises(FitInputError, match="millimetres"):

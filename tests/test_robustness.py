@@ -638,7 +638,8 @@ def test_demo_writes_nothing_under_the_repository_but_its_output(tmp_path):
     result = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "run_demo.sh"), "hcontact", str(SAMPLES), "folder",
                              "--output-dir", str(out), "--no-progress", "--max-new-tokens", "4"],
                             capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.returncode in (0, 1), result.stderr[-2000:]  # (exit status of the samples: test_demo.py's job)
+    assert json.loads((out / "run_summary.json").read_text())["num_ok"] >= 1
     assert {str(w): tree_state(w) for w in watched} == before
     assert {p.relative_to(REPO_ROOT).as_posix() for p in REPO_ROOT.iterdir()} - names_before - set(skip) == set()
     assert not list(cache.rglob("*.safetensors"))  # the shipped human-template embeddings were used

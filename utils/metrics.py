@@ -5,7 +5,7 @@ function does I/O, except that a geodesic-distance argument may be given as a pa
 memory-mapped (``np.load(..., mmap_mode="r")``).
 
 Two families of contact metrics are provided, because the published numbers were computed in two different ways
-(reference ``metrics.md``; ``original_spec.md`` §6.3, §10.2, §11.1):
+(the original's utils/eval_utils.py and evaluate.py, and DECO's metrics code):
 
 * **DECO rules** (default, the DECO/DAMON benchmark definition, ``challenges/utils/metrics.py``): per image,
   prediction positive where ``pred >= 0.5``; no predicted vertex -> P = 1, R = 0, F1 = 0; no GT vertex -> P = 0, R = 1,

@@ -1,4 +1,4 @@
-"""Named training configurations (spec §5.2), with the original's configuration bugs fixed.
+"""Named training configurations (the cases of the original's scripts/run_train.sh), with the original's configuration bugs fixed.
 
 Fixed here: the ``offord_seg`` typo (no dataset was built), the undefined ``4MV-Z_Vitru_wScene`` view set (the
 foot–ground set is meant), a fix model writing over the old model's name, store-true flags that could not be turned

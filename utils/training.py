@@ -4,6 +4,7 @@ model inputs and per-sample losses, validation in generate mode, exporting a mod
 from __future__ import annotations
 
 import copy
+import json
 import warnings
 from pathlib import Path
 
@@ -285,5 +286,7 @@ def export_model(merge_fn, module, tokenizer, output_dir: Path, recipe: Recipe,
     was_training = module.training
     module.eval()
     save_interactvlm(module, tokenizer, output_dir, training_objects=training_objects)
+    # The recipe travels with the weights so that a model directory says how it was made.
+    (Path(output_dir) / "training_config.json").write_text(json.dumps(recipe.to_dict(), indent=1, default=str))
     module.train(was_training)
     return output_dir

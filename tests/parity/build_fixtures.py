@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{name}] running the original code ...", flush=True)
         run_oracle(args.original.resolve(), args.original_python, "build", spec, log=work / f"{name}.log")
         (target / "spec.json").write_text(json.dumps(_relative(spec, out), indent=1))
-        shutil.copy(work / f"{name}.log", target / "oracle.log")
+        lines = (work / f"{name}.log").read_text().splitlines()  # keep the fine-tune and answer lines only
+        (target / "oracle.log").write_text("\n".join(x for x in lines if x.startswith(("fine-tune", "generate"))) + "\n")
         print(f"[{name}] done", flush=True)
     clip = work / "openai" / "clip-vit-large-patch14"
     if clip.is_dir():
