@@ -535,16 +535,25 @@ def _seat(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, name: str, 
                        expected_parts=("hips",))
 
 
-def _bed(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray) -> SceneObject:
-    """A mattress block under the body. It is raised until the *trunk* sinks in by 1.8–3.5 cm (a mattress gives):
-    limbs hanging lower sink deeper and touch too, and the scene is rejected if anything sinks more than 5 cm."""
+def _block_under_trunk(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, margin_range: tuple[float, float],
+                       height_range: tuple[float, float], sink_range: tuple[float, float]):
+    """A block under a lying body (its footprint plus a random margin per side), raised until the trunk sinks in by
+    a depth drawn from ``sink_range``. Returns (parts, (x0, x1, z0, z1), height); the random draws keep their order
+    (margins, height, sink), so the generated scenes are the same as before this was factored out."""
     lo, hi = v.min(0), v.max(0)
-    margin = rng.uniform(0.08, 0.3, size=4)
-    height = rng.uniform(0.35, 0.6)
+    margin = rng.uniform(*margin_range, size=4)
+    height = rng.uniform(*height_range)
     x0, x1, z0, z1 = lo[0] - margin[0], hi[0] + margin[1], lo[2] - margin[2], hi[2] + margin[3]
     parts = [_block(x0, x1, lo[1] - 1.0 - height, lo[1] - 1.0, z0, z1)]
     trunk = _part_vertices(ctx, v, "torso", "hips")
-    parts, _ = geo.place_by_contact(parts, [0, 1, 0], trunk, rng.uniform(0.018, 0.035))
+    parts, _ = geo.place_by_contact(parts, [0, 1, 0], trunk, rng.uniform(*sink_range))
+    return parts, (x0, x1, z0, z1), height
+
+
+def _bed(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray) -> SceneObject:
+    """A mattress block under the body. It is raised until the *trunk* sinks in by 1.8–3.5 cm (a mattress gives):
+    limbs hanging lower sink deeper and touch too, and the scene is rejected if anything sinks more than 5 cm."""
+    parts, (x0, x1, z0, z1), height = _block_under_trunk(rng, ctx, v, (0.08, 0.3), (0.35, 0.6), (0.018, 0.035))
     return SceneObject("bed", "lie", parts, {"width": x1 - x0, "length": z1 - z0, "height": height},
                        [(x0 + x1) / 2, parts[0]["center"][1] + height / 2, (z0 + z1) / 2], 0.0,
                        expected_any=("torso", "hips"), max_penetration=MATTRESS_MAX_PENETRATION)
@@ -553,13 +562,7 @@ def _bed(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray) -> SceneObje
 def _lie_bench(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray) -> SceneObject:
     """A hard bench under a lying body: the body's footprint plus a few centimetres, raised until the trunk
     touches it (1.2–2.5 cm in); unlike a mattress nothing may sink deeper than 5 cm."""
-    lo, hi = v.min(0), v.max(0)
-    margin = rng.uniform(0.02, 0.1, size=4)
-    height = rng.uniform(0.38, 0.5)
-    x0, x1, z0, z1 = lo[0] - margin[0], hi[0] + margin[1], lo[2] - margin[2], hi[2] + margin[3]
-    parts = [_block(x0, x1, lo[1] - 1.0 - height, lo[1] - 1.0, z0, z1)]
-    trunk = _part_vertices(ctx, v, "torso", "hips")
-    parts, _ = geo.place_by_contact(parts, [0, 1, 0], trunk, rng.uniform(0.012, 0.025))
+    parts, (x0, x1, z0, z1), height = _block_under_trunk(rng, ctx, v, (0.02, 0.1), (0.38, 0.5), (0.012, 0.025))
     return SceneObject("bench", "lie", parts, {"width": x1 - x0, "depth": z1 - z0, "height": height},
                        [(x0 + x1) / 2, parts[0]["center"][1] + height / 2, (z0 + z1) / 2], 0.0,
                        expected_any=("torso", "hips"))

@@ -247,27 +247,26 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# Object-side report kinds: their metric columns and how one report's overall metrics fill them.
+OBJECT_TABLE_COLUMNS: dict[str, tuple[str, Any]] = {
+    "object_contact": ("object F1 | object P | object R | DECO F1",
+                       lambda m: f"{m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['deco_f1']:.3f}"),
+    "affordance": ("SIM | MAE | AUC (%) | aIoU (%)",
+                   lambda m: f"{m['sim']:.3f} | {m['mae']:.3f} | {100 * m['auc']:.2f} | {100 * m['aiou']:.2f}"),
+}
+
+
 def markdown_table(rows: dict[str, dict[str, Any]], title: str = "") -> str:
     """One row per method/split: F1, precision, recall (semantic, binary) and FP geodesic error; for 2D reports
     (``kind="pixels"``) pixel F1/P/R, gIoU and cIoU."""
     kinds = {r.get("kind") for r in rows.values()}
-    if rows and kinds == {"object_contact"}:
-        lines = [f"### {title}" if title else "", "",
-                 "| method | object F1 | object P | object R | DECO F1 | seg rate | mean pairwise IoU | samples |",
-                 "|---|---|---|---|---|---|---|---|"]
+    if rows and len(kinds) == 1 and next(iter(kinds)) in OBJECT_TABLE_COLUMNS:
+        header, cells = OBJECT_TABLE_COLUMNS[next(iter(kinds))]
+        lines = [f"### {title}" if title else "", "", f"| method | {header} | seg rate | mean pairwise IoU | samples |",
+                 "|---" * (len(header.split(" | ")) + 4) + "|"]
         for name, report in rows.items():
-            m = report["semantic"]["overall"]
-            lines.append(f"| {name} | {m['f1']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} | {m['deco_f1']:.3f} | "
-                         f"{_cell(report.get('seg_rate'))} | {_cell(_pairwise_iou(report))} | {report['num_samples']} |")
-        return "\n".join(lines).strip() + "\n"
-    if rows and kinds == {"affordance"}:
-        lines = [f"### {title}" if title else "", "",
-                 "| method | SIM | MAE | AUC (%) | aIoU (%) | seg rate | mean pairwise IoU | samples |",
-                 "|---|---|---|---|---|---|---|---|"]
-        for name, report in rows.items():
-            m = report["semantic"]["overall"]
-            lines.append(f"| {name} | {m['sim']:.3f} | {m['mae']:.3f} | {100 * m['auc']:.2f} | {100 * m['aiou']:.2f} | "
-                         f"{_cell(report.get('seg_rate'))} | {_cell(_pairwise_iou(report))} | {report['num_samples']} |")
+            lines.append(f"| {name} | {cells(report['semantic']['overall'])} | {_cell(report.get('seg_rate'))} | "
+                         f"{_cell(_pairwise_iou(report))} | {report['num_samples']} |")
         return "\n".join(lines).strip() + "\n"
     if len(kinds) > 1 and not kinds <= {"deco", "interactvlm"}:
         raise ValueError(f"cannot mix reports of different kinds in one table (2D pixels, 3D vertices, objects, "
