@@ -29,8 +29,8 @@ import torch
 
 from utils.distributed import is_main_process, rank, setup_environment, world_size
 from utils.recipes import Recipe, get_recipe
+from utils.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

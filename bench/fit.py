@@ -29,8 +29,9 @@ import torch
 from optim.fitter import Pose, fit_object
 from optim.metrics import chamfer, contact_gap, penetration_depth, points_on, surface_samples
 from optim.synthcontact import FitProblem, fit_problems
+from utils.paths import REPO_ROOT
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "trained_models" / "interactvlm-tiny-synthcontact"
+DEFAULT_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact"
 
 
 def score(problem: FitProblem, pose: Pose, samples) -> dict:

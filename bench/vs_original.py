@@ -30,9 +30,10 @@ from model.convert_official import convert_official
 from model.io import load_interactvlm
 from utils import conversation as conv
 from utils.chat_prompt import chat_prompt
+from utils.paths import REPO_ROOT
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "parity" / "fixtures"
-ORACLE = Path(__file__).resolve().parent.parent / "tests" / "parity" / "oracle_side.py"
+FIXTURES = REPO_ROOT / "tests" / "parity" / "fixtures"
+ORACLE = REPO_ROOT / "tests" / "parity" / "oracle_side.py"
 
 
 def queries_for(objects: list[str]) -> list[dict]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import LlavaForConditionalGeneration, PreTrainedModel, SamModel, StoppingCriteria, StoppingCriteriaList
+from transformers import LlavaForConditionalGeneration, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 
 from model.config import InteractVLMConfig
 from model.prompts import AttentionSplitter, build_cam_encoder, build_text_hidden_fcs, seg_positions

@@ -27,6 +27,7 @@ from torch import nn
 
 from model.config import build_config
 from model.interactvlm import clip_preprocess
+from utils.paths import REPO_ROOT
 
 # labels_2d values: 0 background, 1 + part (1..16), 32 + object class (see preprocess_data.synthcontact); a body pixel
 # in contact with any object becomes 47 + its part (48..63)
@@ -114,7 +115,7 @@ def evaluate(tower, head, pixels, targets, batch_size: int = 64) -> dict[str, fl
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[1] / "data")
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT / "data")
     parser.add_argument("--root-name", default="synthcontact")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=8.0)

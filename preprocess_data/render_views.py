@@ -19,8 +19,8 @@ from utils.geometry.mesh_io import load_mesh_file, load_point_cloud_file
 from utils.geometry.normalize import normalize_mesh_vertices, normalize_point_cloud
 from utils.geometry.template_views import render_template
 from utils.geometry.views import VIEW_SETS, get_view_set
+from utils.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def default_output_dir(template: str, view_set: str) -> Path:

@@ -39,8 +39,8 @@ from preprocess_data import synthcontact_geometry as geo
 from preprocess_data import synthcontact_render as rend
 from preprocess_data import synthcontact_scene as sc
 from preprocess_data.datagen_common import write_bytes, write_png
+from utils.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DATASET_NAME = "SynthContact"
 FORMAT_VERSION = 2  # 2: image-frame contact masks (contact_render_2d)
 SPLITS = ("train", "val", "test", "test_heldout")

@@ -17,8 +17,8 @@ import numpy as np
 from datasets.io import load_pickle
 from utils.geometry.raycast import rasterize
 from utils.geometry.shading import phong_shade, to_uint8
+from utils.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 OBJECT_COLORS = np.array([[0.9, 0.1, 0.1], [0.1, 0.35, 0.95], [0.1, 0.75, 0.2]])  # RGB
 BODY_GREY = np.array([0.78, 0.78, 0.78])
 

@@ -26,8 +26,8 @@ from utils.geometry.mesh_io import load_mesh_file
 from utils.geometry.projection import training_targets
 from utils.geometry.template_views import load_template, render_template
 from utils.geometry.views import get_view_set
+from utils.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64
 OBJ_SIZE = 24
 HUMAN = ["--body", "synthbody", "--mask-size", str(SIZE), "--no-progress"]

@@ -30,8 +30,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from utils.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 SCRIPT = REPO / "fetch_data.sh"
 USER = "tester+1@example.org"
 PASSWORD = "p@ss w&rd=%+\u00e4\"'$(touch x)`id`"  # shell metacharacters, reserved URL characters and UTF-8

@@ -227,7 +227,7 @@ def test_joint_model_splits_human_and_object_tokens(tiny_tokenizer, synthbody_te
     out = model(input_ids=ids, clip_pixel_values=clip_preprocess(IMAGES[:1], 112))
     assert out.mask_logits.shape == (1, 4, 128, 128)
     hidden = torch.randn(1, model.config.text_hidden_size).repeat(2, 1)
-    with torch.no_grad():  # a trained splitter: the untrained one is near the identity by design (gain 0.1)
+    with torch.no_grad():  # a splitter with non-trivial weights, so the two halves differ
         for param in model.attention_splitter.parameters():
             param.normal_(0, 0.5)
     prompts = model.seg_to_view_prompts(hidden, model.template().cameras, torch.tensor([False, True]))

@@ -19,8 +19,9 @@ from optim.inputs import FitInputError, FitInputs, load_input_dir
 from optim.metrics import Symmetry
 from optim.rotations import angle_deg, rotation_about
 from optim.silhouette import SoftSilhouette, soft_iou
+from utils.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 DEMO = REPO / "data" / "fit_samples" / "chair__test_000015"
 
 

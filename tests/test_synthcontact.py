@@ -25,8 +25,8 @@ from utils.geometry.projection import contact_masks
 from utils.geometry.raycast import rasterize
 from utils.geometry.template_views import load_template
 from utils.geometry.views import get_view_set
+from utils.paths import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFIG = synth.GeneratorConfig(seed=3, num_samples=10, split_fractions=(0.8, 0.1, 0.1), heldout_samples=2, mask_size=128)
 VIEWS = get_view_set(synth.VIEW_SET).view_names
 EPS = sc.EPSILON

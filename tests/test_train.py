@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from utils.paths import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 ARGS = ["--recipe", "synth-tiny", "--set", "epochs=2", "--set", "steps_per_epoch=8", "--set", "batch_size=2",
         "--set", "val_max_samples=4", "--set", "warmup_steps=2", "--save-every", "2"]
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from utils.demo_outputs import PartResult
+from utils.paths import default_data_dir
 
 
 class DemoError(RuntimeError):
@@ -125,12 +126,6 @@ class Job:
     object_template_dir: Path | None = None
 
 
-def _default_data_dir() -> Path:
-    from utils.paths import default_data_dir
-
-    return default_data_dir()
-
-
 def segmentation_path(template: str, model_dir: Path, body_model_dir: Path, data_dir: Path) -> Path | None:
     """The part segmentation of the body template: one shipped with the model, else the repository's."""
     candidates = [model_dir / "templates" / "human" / "part_segmentation.json"]
@@ -188,7 +183,7 @@ class DemoRunner:
         self.mode = mode
         self.max_new_tokens = max_new_tokens
         self.body_model_dir = Path(body_model_dir) if body_model_dir else default_body_model_dir()
-        self.data_dir = Path(data_dir) if data_dir else _default_data_dir()
+        self.data_dir = Path(data_dir) if data_dir else default_data_dir()
         self.notes: list[str] = []
         self.progress = progress
         require_model_dir(self.model_dir)

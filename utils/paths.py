@@ -21,10 +21,6 @@ def default_data_dir() -> Path:
     return REPO_ROOT / "data"
 
 
-def default_models_dir() -> Path:
-    return REPO_ROOT / "trained_models"
-
-
 def require_file(path: str | Path, what: str) -> Path:
     """The path of a required file, or a ``FileNotFoundError`` that names it and what it should hold.
 
