@@ -81,7 +81,7 @@ def prepare(run_dir: Path, output_dir: Path, tag: str | None = None, dataset_dir
     from model.io import save_interactvlm
     from model.lora import apply_lora, merge_lora
     from utils.recipes import Recipe, DataSource
-    from utils.training import build_model
+    from utils.training import build_model, write_training_config
 
     config_path = run_dir / "config.json"
     if not config_path.is_file():
@@ -111,7 +111,7 @@ def prepare(run_dir: Path, output_dir: Path, tag: str | None = None, dataset_dir
         raise RuntimeError(f"checkpoint does not match the recipe's model: missing {missing[:5]}…, unexpected {unexpected[:5]}…")
     model = merge_lora(model).eval()
     save_interactvlm(model, tokenizer, output_dir)
-    (output_dir / "training_config.json").write_text(json.dumps(recipe.to_dict(), indent=1, default=str))
+    write_training_config(output_dir, recipe)
     from model.io import TRAINING_OBJECTS_FILE, read_training_objects, write_training_objects
 
     for export in (run_dir / "last", run_dir / "best"):  # the vocabulary train.py recorded with its exports

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import http.server
-import io
 import os
 import pty
 import select
@@ -20,16 +19,14 @@ import signal
 import shutil
 import socket
 import ssl
-import stat
 import subprocess
-import tarfile
 import threading
 import time
 import urllib.parse
-import zipfile
 from pathlib import Path
 
 import pytest
+from tests.archives import targz_bytes, zip_bytes
 from utils.paths import REPO_ROOT
 
 REPO = REPO_ROOT
@@ -44,50 +41,24 @@ pytestmark = pytest.mark.skipif(shutil.which("curl") is None or shutil.which("un
 # ---------------------------------------------------------------------------------------------------------------------
 # Fixture archives
 
-def _zip(entries: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in entries.items():
-            zf.writestr(zipfile.ZipInfo(name), data)
-        for name, target in (symlinks or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.create_system = 3
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
-    return buf.getvalue()
 
 
-def _targz(entries: dict[str, bytes], symlinks: dict[str, str] | None = None,
-           hardlinks: dict[str, str] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in entries.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for kind, links in ((tarfile.SYMTYPE, symlinks or {}), (tarfile.LNKTYPE, hardlinks or {})):
-            for name, target in links.items():
-                info = tarfile.TarInfo(name)
-                info.type = kind
-                info.linkname = target
-                tf.addfile(info)
-    return buf.getvalue()
 
 
 BIG = os.urandom(96 * 1024)  # incompressible payload so that partial downloads and slow transfers are meaningful
 
 ARCHIVES = {
     # data.zip made to be unpacked in the repository root: its data/ wrapper is stripped
-    "data.zip": _zip({"data/hcontact_vitruvian/view_0.png": b"png0", "data/smpl_to_smplx.pkl": BIG}),
+    "data.zip": zip_bytes({"data/hcontact_vitruvian/view_0.png": b"png0", "data/smpl_to_smplx.pkl": BIG}),
     # model archive carrying only its own folder
-    "interactvlm-3d-hcontact-damon.zip": _zip({"interactvlm-3d-hcontact-damon/config.json": b'{"a": 1}',
+    "interactvlm-3d-hcontact-damon.zip": zip_bytes({"interactvlm-3d-hcontact-damon/config.json": b'{"a": 1}',
                                                "interactvlm-3d-hcontact-damon/model.bin": BIG}),
     # model archive made for the repository root: trained_models/ wrapper stripped
-    "interactvlm-3d-oafford-lemon-piad.zip": _zip(
+    "interactvlm-3d-oafford-lemon-piad.zip": zip_bytes(
         {"trained_models/interactvlm-3d-oafford-lemon-piad/config.json": b"{}"}),
-    "interactvlm-2d-hcontact.zip": _zip({"interactvlm-2d-hcontact/config.json": b"{}"}),
-    "interactvlm-3d-hcontact-damon-fix.zip": _zip({"interactvlm-3d-hcontact-damon-fix/config.json": b"{}"}),
-    "damon.tar.gz": _targz({"damon/train/imgname.npy": b"npy", "damon/images/x.jpg": b"jpg"},
+    "interactvlm-2d-hcontact.zip": zip_bytes({"interactvlm-2d-hcontact/config.json": b"{}"}),
+    "interactvlm-3d-hcontact-damon-fix.zip": zip_bytes({"interactvlm-3d-hcontact-damon-fix/config.json": b"{}"}),
+    "damon.tar.gz": targz_bytes({"damon/train/imgname.npy": b"npy", "damon/images/x.jpg": b"jpg"},
                            symlinks={"damon/latest": "train/imgname.npy"}),
 }
 
@@ -536,18 +507,18 @@ def test_refuses_to_overwrite_then_force(tls, server, root):
 
 
 @pytest.mark.parametrize("file, payload", [
-    ("interactvlm-3d-hcontact-damon.zip", _zip({"../evil.txt": b"x"})),
-    ("interactvlm-3d-hcontact-damon.zip", _zip({"ok/../../evil.txt": b"x"})),
-    ("interactvlm-3d-hcontact-damon.zip", _zip({"/tmp/evil-fetch-data-test.txt": b"x"})),
-    ("interactvlm-3d-hcontact-damon.zip", _zip({"m/a.txt": b"x"}, symlinks={"m/link": "../../.."})),
-    ("interactvlm-3d-hcontact-damon.zip", _zip({"m/a.txt": b"x"}, symlinks={"m/link": "/etc"})),
-    ("damon.tar.gz", _targz({"damon/../../evil.txt": b"x"})),
-    ("damon.tar.gz", _targz({"/tmp/evil-fetch-data-test.txt": b"x"})),
-    ("damon.tar.gz", _targz({"damon/a": b"x"}, symlinks={"damon/link": "../../outside"})),
-    ("damon.tar.gz", _targz({"damon/a": b"x"}, symlinks={"damon/etc": "/etc"})),
-    ("damon.tar.gz", _targz({"damon/a": b"x"}, hardlinks={"damon/pw": "../etc/passwd"})),
-    ("damon.tar.gz", _targz({"damon/x/f": b"x"}, symlinks={"damon/x": "sub"})),  # written through a symlink
-    ("interactvlm-3d-hcontact-damon.zip", _zip({"./m/x/f": b"x"}, symlinks={"m/x": "."})),
+    ("interactvlm-3d-hcontact-damon.zip", zip_bytes({"../evil.txt": b"x"})),
+    ("interactvlm-3d-hcontact-damon.zip", zip_bytes({"ok/../../evil.txt": b"x"})),
+    ("interactvlm-3d-hcontact-damon.zip", zip_bytes({"/tmp/evil-fetch-data-test.txt": b"x"})),
+    ("interactvlm-3d-hcontact-damon.zip", zip_bytes({"m/a.txt": b"x"}, symlinks={"m/link": "../../.."})),
+    ("interactvlm-3d-hcontact-damon.zip", zip_bytes({"m/a.txt": b"x"}, symlinks={"m/link": "/etc"})),
+    ("damon.tar.gz", targz_bytes({"damon/../../evil.txt": b"x"})),
+    ("damon.tar.gz", targz_bytes({"/tmp/evil-fetch-data-test.txt": b"x"})),
+    ("damon.tar.gz", targz_bytes({"damon/a": b"x"}, symlinks={"damon/link": "../../outside"})),
+    ("damon.tar.gz", targz_bytes({"damon/a": b"x"}, symlinks={"damon/etc": "/etc"})),
+    ("damon.tar.gz", targz_bytes({"damon/a": b"x"}, hardlinks={"damon/pw": "../etc/passwd"})),
+    ("damon.tar.gz", targz_bytes({"damon/x/f": b"x"}, symlinks={"damon/x": "sub"})),  # written through a symlink
+    ("interactvlm-3d-hcontact-damon.zip", zip_bytes({"./m/x/f": b"x"}, symlinks={"m/x": "."})),
 ])
 def test_path_traversal_archive_refused(tls, root, file, payload):
     # An archive already in place (e.g. downloaded in a browser) is used without credentials or network.
@@ -566,7 +537,7 @@ def test_path_traversal_archive_refused(tls, root, file, payload):
 def test_dot_slash_member_names_install(tls, root):
     (root / "data").mkdir()
     (root / "data" / "pico.tar.gz").write_bytes(
-        _targz({"./pico/train/a.pkl": b"a", "./pico/images/b.jpg": b"b"}, symlinks={"./pico/latest": "train/a.pkl"}))
+        targz_bytes({"./pico/train/a.pkl": b"a", "./pico/images/b.jpg": b"b"}, symlinks={"./pico/latest": "train/a.pkl"}))
     out = _run(["pico-dataset"], _env(tls, creds=False, INTERACTVLM_ROOT=str(root)))
     assert out.returncode == 0, out.stderr
     assert _files(root / "data") == {"pico/train/a.pkl", "pico/images/b.jpg", "pico/latest"}

@@ -109,22 +109,27 @@ def _cases(kind: str):
             for i in range(len(_record(name)[kind]))]
 
 
+def _case(name: str, kind: str, index: int, root: Path):
+    """One recorded query of a configuration: (converted model, tokenizer, record entry, the original's arrays,
+    the query, its photo)."""
+    model, tokenizer, _ = converted(name, root)
+    entry = _record(name)[kind][index]
+    photo = _photo(json.loads((FIXTURES / name / "spec.json").read_text())["images"][entry["query"]["image"]])
+    return model, tokenizer, entry, _arrays(name, kind, index), entry["query"], photo
+
+
 # ---------------------------------------------------------------------------------------------------- forward
 @pytest.mark.parametrize("name,index", _cases("forward"))
 def test_forward_matches_original(name, index, root):
-    model, tokenizer, _ = converted(name, root)
-    entry = _record(name)["forward"][index]
-    expected = _arrays(name, "forward", index)
-    query = entry["query"]
+    model, tokenizer, entry, expected, query, photo = _case(name, "forward", index, root)
     assert _prompt_ids(model, tokenizer, entry["prompt"]) == entry["input_ids"]  # our tokenizer, their ids
-    photo = _photo(json.loads((FIXTURES / name / "spec.json").read_text())["images"][query["image"]])
     clip = clip_preprocess([photo], model.config.vlm_config.vision_config.image_size)
     torch.testing.assert_close(clip[0], torch.from_numpy(expected["clip_pixels"]), atol=ATOL, rtol=0)
     template = _template(model, query, photo)
     with torch.no_grad():
         out = model(input_ids=_our_ids(model, tokenizer, entry["input_ids"]), clip_pixel_values=clip,
                     templates=[template])
-    masks = out.mask_logits[0] if not isinstance(out.mask_logits, list) else out.mask_logits[0]
+    masks = out.mask_logits[0]
     reference = torch.from_numpy(expected["masks"])
     assert reference.std() > 1e-3  # a meaningful comparison
     torch.testing.assert_close(masks, reference, atol=ATOL, rtol=0)
@@ -138,12 +143,7 @@ def test_forward_matches_original(name, index, root):
 # ---------------------------------------------------------------------------------------------------- generate
 @pytest.mark.parametrize("name,index", _cases("generate"))
 def test_generate_matches_original(name, index, root):
-    model, tokenizer, _ = converted(name, root)
-    entry = _record(name)["generate"][index]
-    expected = _arrays(name, "generate", index)
-    query = entry["query"]
-    spec = json.loads((FIXTURES / name / "spec.json").read_text())
-    photo = _photo(spec["images"][query["image"]])
+    model, tokenizer, entry, expected, query, photo = _case(name, "generate", index, root)
     prompt = conv.build_prompt(query["question"], image_tokens=model.config.image_seq_length)
     assert _prompt_ids(model, tokenizer, entry["prompt"]) == entry["input_ids"]
     ours = _our_ids(model, tokenizer, entry["input_ids"])[0].tolist()

@@ -14,15 +14,12 @@ that the good inputs still produced their outputs, and that nothing outside the 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
-import tarfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +27,7 @@ import pytest
 from PIL import Image
 
 import run_demo
+from tests.archives import targz_bytes, zip_bytes
 from utils.paths import REPO_ROOT
 
 FETCH = REPO_ROOT / "fetch_data.sh"
@@ -60,33 +58,8 @@ def tree_state(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------------------- archives
 
-def _zip(files: dict[str, bytes], links: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(zipfile.ZipInfo(name), data)
-        for name, target in links.items():
-            info = zipfile.ZipInfo(name)
-            info.create_system = 3
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            zf.writestr(info, target)
-    return buf.getvalue()
 
 
-def _targz(files: dict[str, bytes], links: dict[str, str], hardlinks: dict[str, str] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for kind, table in ((tarfile.SYMTYPE, links), (tarfile.LNKTYPE, hardlinks or {})):
-            for name, target in table.items():
-                info = tarfile.TarInfo(name)
-                info.type = kind
-                info.linkname = target
-                tf.addfile(info)
-    return buf.getvalue()
 
 
 # The issue's chain: each link's text stays inside the archive, but followed through the others u, v and w climb
@@ -98,7 +71,7 @@ ITEM = {".zip": ("hcontact-damon", "trained_models", "interactvlm-3d-hcontact-da
 
 
 def _archive(kind: str, files: dict[str, bytes], links: dict[str, str]) -> bytes:
-    return _zip(files, links) if kind == ".zip" else _targz(files, links)
+    return zip_bytes(files, links) if kind == ".zip" else targz_bytes(files, links)
 
 
 def _fetch(root: Path, *items: str) -> subprocess.CompletedProcess:
@@ -125,7 +98,7 @@ def _place(root: Path, kind: str, payload: bytes) -> Path:
     return root / dest / file
 
 
-GOOD_MODEL = _zip({"interactvlm-3d-hcontact-damon/config.json": b"{}"}, {})
+GOOD_MODEL = zip_bytes({"interactvlm-3d-hcontact-damon/config.json": b"{}"}, {})
 
 
 @pytest.mark.skipif(shutil.which("unzip") is None or shutil.which("tar") is None, reason="needs unzip and GNU tar")
@@ -198,7 +171,7 @@ def test_other_escaping_link_shapes(install_root, kind, files, links, message):
 
 @pytest.mark.skipif(shutil.which("tar") is None, reason="needs GNU tar")
 def test_hard_link_through_a_symlink_is_refused(install_root):
-    payload = _targz({"damon/sub/f": b"f"}, {"damon/l": "sub"}, hardlinks={"damon/h": "damon/l/f"})
+    payload = targz_bytes({"damon/sub/f": b"f"}, {"damon/l": "sub"}, hardlinks={"damon/h": "damon/l/f"})
     _place(install_root, ".tar.gz", payload)
     out = _fetch(install_root, "damon-dataset")
     assert out.returncode == 5 and "goes through the symlink damon/l" in out.stderr, out.stderr
@@ -223,7 +196,7 @@ def test_destination_folder_itself_may_be_a_link(install_root):
     big = install_root.parent / "big_disk"
     big.mkdir()
     (install_root / "data").symlink_to(big)
-    (big / "damon.tar.gz").write_bytes(_targz({"damon/train/a.npy": b"a"}, {"damon/latest": "train/a.npy"}))
+    (big / "damon.tar.gz").write_bytes(targz_bytes({"damon/train/a.npy": b"a"}, {"damon/latest": "train/a.npy"}))
     out = _fetch(install_root, "damon-dataset")
     assert out.returncode == 0, out.stderr
     assert (big / "damon" / "latest").read_bytes() == b"a" and not list(big.glob(".fetch_data*"))

@@ -274,6 +274,11 @@ def training_vocabulary(dataset) -> list[str]:
     return sorted(names)
 
 
+def write_training_config(output_dir: str | Path, recipe: Recipe) -> None:
+    """``training_config.json``: the recipe travels with the weights, so that a model directory says how it was made."""
+    (Path(output_dir) / "training_config.json").write_text(json.dumps(recipe.to_dict(), indent=1, default=str))
+
+
 def export_model(merge_fn, module, tokenizer, output_dir: Path, recipe: Recipe,
                  training_objects: list[str] | None = None) -> Path | None:
     """A complete model directory (LoRA merged into a copy, so training continues unaffected); its shipped view
@@ -286,7 +291,6 @@ def export_model(merge_fn, module, tokenizer, output_dir: Path, recipe: Recipe,
     was_training = module.training
     module.eval()
     save_interactvlm(module, tokenizer, output_dir, training_objects=training_objects)
-    # The recipe travels with the weights so that a model directory says how it was made.
-    (Path(output_dir) / "training_config.json").write_text(json.dumps(recipe.to_dict(), indent=1, default=str))
+    write_training_config(output_dir, recipe)
     module.train(was_training)
     return output_dir

@@ -209,18 +209,16 @@ def job_spec(name: str, config: dict, inputs: dict, work: Path, output: Path, se
     object_query = {"sam": "object", "view_set": config.get("object_view_set"),
                     "contact_type": "ocontact" if config["human"] else "oafford", "ds_name": "pico_ocontact",
                     "mask_paths": [str(Path(inputs["object"]) / f"mask_{v}.png") for v in OBJECT_VIEWS]}
-    if config["human"]:
-        for image, obj in ((0, config["human"][0]), (1, config["human"][1])):
-            generate.append(dict(human_query, image=image, object=obj, question=human_q.format(obj)))
-        obj = config["human"][0]
-        forward.append(dict(human_query, image=0, object=obj, question=human_q.format(obj),
-                            answer=PARTS_A.format(HUMAN_ANSWERS[obj], _seg(config, True))))
-    if config["objects"]:
-        for image, obj in ((0, config["objects"][0]), (1, config["objects"][1])):
-            generate.append(dict(object_query, image=image, object=obj, question=AFFORD_Q.format(obj)))
-        obj = config["objects"][0]
-        forward.append(dict(object_query, image=0, object=obj, question=AFFORD_Q.format(obj),
-                            answer=AFFORD_A.format(OBJECT_ANSWERS[obj], _seg(config, False))))
+    sides = ((config["human"], human_query, human_q, lambda o: PARTS_A.format(HUMAN_ANSWERS[o], _seg(config, True))),
+             (config["objects"], object_query, AFFORD_Q,
+              lambda o: AFFORD_A.format(OBJECT_ANSWERS[o], _seg(config, False))))
+    for objects, query, question, answer in sides:  # per side: 2 generate queries (one per photo), 1 forward
+        if not objects:
+            continue
+        for image, obj in ((0, objects[0]), (1, objects[1])):
+            generate.append(dict(query, image=image, object=obj, question=question.format(obj)))
+        forward.append(dict(query, image=0, object=objects[0], question=question.format(objects[0]),
+                            answer=answer(objects[0])))
     return {"name": name, "work": str(work), "output": str(output), "templates": str(Path(inputs["human"]).parent),
             "object_template": inputs["object"], "object_views": list(OBJECT_VIEWS), "images": inputs["photos"],
             "train_args": config["args"], "train_samples": samples, "generate": generate, "forward": forward,
