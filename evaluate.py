@@ -34,13 +34,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import cv2
 import torch
 
+from datasets.base import RELEASE_NUM_VERTICES
+from training.data import build_validation_data
+from datasets.collate import Collator
+from datasets.io import read_image
+from model.io import load_interactvlm
+from training.baselines import load_baseline
+from training.batches import model_inputs
+from training.predict import prediction_items
+from utils.body_models import canonical_mesh, default_body_model_dir
 from utils.distributed import is_main_process, rank, world_size
-from utils.evaluation import (EvalItem, collapse_warning, headline, item_from_prediction, qualitative_panel,
-                              task_report, write_report)
+from utils.evaluation import EvalItem, collapse_warning, headline, item_from_prediction, task_report, write_report
+from utils.geometry.geodesic import geodesic_matrix, load_geodesic_matrix
 from utils.paths import REPO_ROOT
+from utils.pictures import photo_panel, qualitative_panel
+from training.recipes import DataSource, Recipe
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -85,13 +96,9 @@ def load_method(args: argparse.Namespace, device: str) -> Method:
     if (args.model_dir is None) == (args.baseline is None):
         raise SystemExit("give exactly one of --model-dir or --baseline")
     if args.model_dir is not None:
-        from model.io import load_interactvlm
-
         model, tokenizer = load_interactvlm(args.model_dir, device=device)
         human = None if model.config.contact_2d else model.template("human")
         return Method(args.model_dir.name, model.config, model, tokenizer, human_template=human)
-    from model.baselines import load_baseline
-
     baseline = load_baseline(args.baseline, args.baseline_path, device=device)
     config = baseline.config
     if args.baseline == "prior2d":  # masks at the size asked for (a model uses its own mask_size)
@@ -102,9 +109,6 @@ def load_method(args: argparse.Namespace, device: str) -> Method:
 
 def build_eval_dataset(name: str, args: argparse.Namespace, method: Method):
     """The dataset read exactly as training validates on it (same reader options from the config)."""
-    from datasets.builder import build_validation_data
-    from utils.recipes import DataSource, Recipe
-
     recipe = Recipe("evaluate", "evaluate", train=(), val=(DataSource(name, args.split),))
     valid = None if method.human_template is None else method.human_template.valid.cpu().numpy()
     return build_validation_data(recipe, args.dataset_dir, method.config, valid)[0]
@@ -114,18 +118,14 @@ def geodesic_for(args, num_vertices: int, template_name: str):
     """Matrix in metres (→ reported in cm): ours for the synthetic body, the RICH/DECO file for SMPL."""
     if args.geodesic == "none":
         return None
-    from utils.geometry.geodesic import geodesic_matrix, load_geodesic_matrix
-
     if args.geodesic != "auto":
         return load_geodesic_matrix(args.geodesic, num_vertices)
-    if num_vertices == 6890:
+    if num_vertices == RELEASE_NUM_VERTICES:
         path = args.dataset_dir / "smpl_neutral_geodesic_dist.npy"
         if not path.is_file():
             warnings.warn(f"no geodesic matrix at {path} (ships in the original data.zip): geodesic errors skipped")
             return None
         return load_geodesic_matrix(path, num_vertices)
-    from utils.body_models import canonical_mesh, default_body_model_dir
-
     mesh = canonical_mesh(template_name, default_body_model_dir())
     return geodesic_matrix(mesh.vertices, mesh.faces)
 
@@ -150,16 +150,11 @@ class _Subset(torch.utils.data.Dataset):
 
 def model_items(args, dataset, model, tokenizer, indices: list[int], keep: int) -> list[EvalItem]:
     """The model's predictions, in generate mode (its own answer) or forward mode (the ground-truth answer)."""
-    from utils.training import prediction_items
-
     subset = _Subset(dataset, indices)
     task = subset.task
     if args.mode == "generate":
         return prediction_items(model, tokenizer, subset, batch_size=args.batch_size, keep_views=keep,
                                 progress=is_main_process())
-    from datasets.collate import Collator
-    from utils.training import model_inputs
-
     collator = Collator(tokenizer, model.config, training=False)
     items = []
     with torch.no_grad():
@@ -194,10 +189,6 @@ def gather(items: list) -> list:
 
 def write_qualitative(items: list[EvalItem], output_dir: Path, threshold: float, limit: int) -> None:
     """Photo | prediction (red) | ground truth (green): on the photo for 2D, on the 2×2 views for 3D."""
-    import cv2
-
-    from datasets.io import read_image
-
     for n, item in enumerate(items[:limit]):
         if item.task == "h2dcontact":
             panel = photo_panel(read_image(Path(item.image_path)), item.pred, item.gt, threshold)
@@ -207,20 +198,6 @@ def write_qualitative(items: list[EvalItem], output_dir: Path, threshold: float,
         else:
             continue
         cv2.imwrite(str(output_dir / f"qualitative_{n:02d}.jpg"), panel[..., ::-1])
-
-
-def photo_panel(image: np.ndarray, pred_logits: np.ndarray, gt: np.ndarray, threshold: float) -> np.ndarray:
-    """Photo | prediction (red) | ground truth (green), at the mask's size."""
-    import cv2
-
-    from utils.demo_outputs import photo_overlay
-    from utils.evaluation import blend_mask
-    from utils.metrics import sigmoid
-
-    height, width = gt.shape
-    photo = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-    truth = blend_mask(photo, gt == 1, (40, 170, 60), alpha=0.6)
-    return np.concatenate([photo, photo_overlay(photo, sigmoid(pred_logits), threshold), truth], axis=1)
 
 
 def evaluate_dataset(args, method: Method, dataset_name: str, output_dir: Path | None) -> dict:

@@ -4,12 +4,12 @@
     deepspeed train.py --recipe hcontact-damon-fix               # all local GPUs (multi-node: --hostfile)
     python train.py --recipe synth-tiny --resume auto            # continue the run in --output-dir
 
-Recipes are in ``utils/recipes.py``; ``--set key=value`` overrides any recipe field. Gradient accumulation, clipping
+Recipes are in ``training/recipes.py``; ``--set key=value`` overrides any recipe field. Gradient accumulation, clipping
 (1.0), AdamW (0.9, 0.95) and WarmupDecayLR are DeepSpeed's own; a NaN/Inf loss contributes a zero gradient and is
 counted. Every ``--save-every`` optimizer steps and at each epoch end a ZeRO checkpoint is written with the exact
 data position and RNG states, so a killed run resumed with ``--resume auto`` ends with the same weights.
 Validation runs in ``generate`` mode (the model answers on its own, as at test time) and the best model by the mean
-of the validation sets' scores (semantic F1 for human contact, see ``utils.training.validate``) is exported as a
+of the validation sets' scores (semantic F1 for human contact, see ``training.validation.validate``) is exported as a
 complete model directory (LoRA merged) under ``<output-dir>/best``, the final one under ``<output-dir>/last``.
 """
 
@@ -26,16 +26,24 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
+from training.data import build_training_data, build_validation_data
+from model.lora import apply_lora, merge_lora, trainable_summary
+from training.vision_pretrain import load_pretrained_vision
+from training.batches import model_inputs, sample_losses
+from training.build import build_model
+from training.export import export_model, training_vocabulary
+from training.validation import validate
 from utils.distributed import is_main_process, rank, setup_environment, world_size
-from utils.recipes import Recipe, get_recipe
 from utils.paths import REPO_ROOT
-
+from training.recipes import Recipe, get_recipe
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", required=True, help="named configuration, see utils/recipes.py")
+    parser.add_argument("--recipe", required=True, help="named configuration, see training/recipes.py")
     parser.add_argument("--output-dir", type=Path, default=None, help="run folder (default runs/<exp_name>)")
     parser.add_argument("--dataset-dir", type=Path, default=REPO_ROOT / "data")
     parser.add_argument("--resume", default=None, help="'auto' (latest checkpoint of the run, if any) or a checkpoint dir")
@@ -137,10 +145,6 @@ def main(argv: list[str] | None = None) -> dict:
     device = setup_environment(prefer_cpu=args.cpu)
     import deepspeed  # after setup_environment: it reads DS_ACCELERATOR at import
 
-    from datasets.builder import build_training_data, build_validation_data
-    from model.lora import apply_lora, merge_lora, trainable_summary
-    from utils.training import (build_model, export_model, model_inputs, sample_losses, training_vocabulary, validate)
-
     recipe = apply_overrides(get_recipe(args.recipe), args.overrides)
     output_dir = args.output_dir or REPO_ROOT / "runs" / recipe.exp_name
     ckpt_dir = output_dir / "ckpt_model"
@@ -150,8 +154,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     model, tokenizer = build_model(recipe, device, args.dataset_dir)
     if recipe.pretrained_vision:
-        from model.vision_pretrain import load_pretrained_vision
-
         path = Path(recipe.pretrained_vision)
         count = load_pretrained_vision(model, path if path.is_absolute() else REPO_ROOT / path)
         print(f"vision tower: {count} tensors from {recipe.pretrained_vision}")
@@ -189,11 +191,9 @@ def main(argv: list[str] | None = None) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "config.json").write_text(json.dumps({"recipe": recipe.to_dict(), "args": {k: str(v) for k, v in vars(args).items()},
                                                             "parameters": counts}, indent=1, default=str))
-        from torch.utils.tensorboard import SummaryWriter
-
         writer = SummaryWriter(str(output_dir / "tensorboard"))
         if args.wandb:
-            import wandb
+            import wandb  # optional dependency, only for --wandb
 
             wandb.init(project="interactvlm", name=recipe.exp_name, config=recipe.to_dict(), dir=str(output_dir))
         print(f"training {recipe.exp_name}: {counts['trainable']:,} of {counts['total']:,} parameters trainable, "
@@ -210,8 +210,6 @@ def main(argv: list[str] | None = None) -> dict:
             tags = sorted((p for p in ckpt_dir.glob("global_step*") if p.is_dir()), key=lambda p: int(p.name[11:]))
             for old in tags[: -args.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
-
-    from tqdm import tqdm
 
     engine.train()
     stop = False

@@ -3,7 +3,8 @@
     python -m preprocess_data.synthcontact --output-dir /tmp/synth_fit --num-samples 60 --split-fractions 0 0 1 \\
         --heldout-samples 20                                   # a small set: test + test_heldout only
     python -m bench.fit --data-dir /tmp/synth_fit [--splits test test_heldout] [--max-per-split 24] \\
-        [--contacts gt predicted] [--recipes original ours] [--output runs/bench_fit.json]
+        [--contacts gt predicted] [--recipes original ours] [--renderer auto|torch|pytorch3d] \\
+        [--output runs/bench_fit.json]
 
 For every (image, touched object) but the ground, the fit gets the body in camera coordinates with the camera, the
 human and object contact, the object mesh in its own frame and the object's visible mask (:mod:`optim.synthcontact`),
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ import torch
 
 from optim.fitter import Pose, fit_object
 from optim.metrics import chamfer, contact_gap, penetration_depth, points_on, surface_samples
+from optim.silhouette_backends import RENDERERS, resolve_renderer
 from optim.synthcontact import FitProblem, fit_problems
 from utils.paths import REPO_ROOT
 
@@ -55,12 +58,13 @@ class ContactPredictor:
     """The bundled model's human contact for (photo, object), as the demo computes it."""
 
     def __init__(self, model_dir: Path):
-        from utils.demo import DemoRunner, get_mode
+        from demo.modes import get_mode
+        from demo.predict import DemoRunner
 
         self.runner = DemoRunner(model_dir, get_mode("hcontact"), progress=False)
 
     def __call__(self, image: np.ndarray, stem: str, obj: str) -> np.ndarray:
-        from utils.demo import Job
+        from demo.jobs import Job
 
         return self.runner.predict([image], [Job(0, stem, obj)])[0][0].vertex_probs.astype(np.float64)
 
@@ -91,7 +95,7 @@ def print_table(table: list[dict]) -> None:
               f"{r['chamfer_cm']:.1f} | {r['contact_gap_cm']:.1f} | {r['penetration_cm']:.1f} | {100 * r['ok']:.0f} % | {sec} |")
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", required=True, type=Path, help="a SynthContact folder")
     parser.add_argument("--splits", nargs="+", default=["test", "test_heldout"])
@@ -100,51 +104,65 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--recipes", nargs="+", default=["original", "ours"], choices=["original", "ours"])
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL, help="model for --contacts predicted")
     parser.add_argument("--iterations", type=int, default=None, help="override every recipe's iteration count")
+    parser.add_argument("--renderer", choices=RENDERERS, default="auto",
+                        help="soft silhouette (auto: PyTorch3D when it imports, else our own torch one)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the machine is shared)")
     parser.add_argument("--output", type=Path, default=None, help="write per-object rows and the table as JSON")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def fit_rows(problem: FitProblem, contacts: str, args: argparse.Namespace, renderer: str,
+             predictor: ContactPredictor | None, samples) -> list[dict]:
+    """The init and final rows of every recipe for one object, with the given or the predicted human contact."""
+    base = {"split": problem.split, "stem": problem.stem, "object": problem.object_name,
+            "family": problem.pose_family, "contacts": contacts}
+    inputs = problem.inputs
+    if contacts == "predicted":
+        probs = predictor(inputs.image, problem.stem, problem.object_name)
+        if not (probs > 0.5).any():
+            return [{**base, "method": "skipped: no predicted contact"}]
+        inputs = replace(inputs, human_contact=probs)
+    overrides = {"renderer": renderer}
+    if args.iterations is not None:
+        overrides["iterations"] = args.iterations
+    rows = []
+    for recipe in args.recipes:
+        t0 = time.perf_counter()
+        result = fit_object(inputs, recipe, **overrides)
+        seconds = time.perf_counter() - t0
+        rows.append({**base, "method": f"init ({recipe})", "seconds": None, **score(problem, result.init_pose, samples)})
+        rows.append({**base, "method": recipe, "seconds": seconds, "renderer": result.renderer,
+                     **score(problem, result.pose, samples)})
+        print(f"{problem.split} {problem.stem} {problem.object_name:12s} {contacts:9s} {recipe:8s} "
+              f"t {rows[-1]['t_cm']:6.1f} cm  r {rows[-1]['r_deg']:5.1f}°  {seconds:5.1f} s", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    renderer = resolve_renderer(args.renderer)
     predictor = ContactPredictor(args.model_dir) if "predicted" in args.contacts else None
     rows: list[dict] = []
     start = time.perf_counter()
     for split in args.splits:
-        count = 0
-        for problem in fit_problems(args.data_dir, split):
+        for count, problem in enumerate(fit_problems(args.data_dir, split)):
             if count >= args.max_per_split:
                 break
-            count += 1
             samples = surface_samples(problem.inputs.object_vertices, problem.inputs.object_faces)
-            base = {"split": split, "stem": problem.stem, "object": problem.object_name, "family": problem.pose_family}
-            rows.append({**base, "contacts": "gt", "method": "gt pose", "seconds": None,
+            rows.append({"split": split, "stem": problem.stem, "object": problem.object_name,
+                         "family": problem.pose_family, "contacts": "gt", "method": "gt pose", "seconds": None,
                          **score(problem, Pose(problem.gt_rotation, problem.gt_translation), samples)})
             for contacts in args.contacts:
-                inputs = problem.inputs
-                if contacts == "predicted":
-                    probs = predictor(inputs.image, problem.stem, problem.object_name)
-                    if not (probs > 0.5).any():
-                        rows.append({**base, "contacts": contacts, "method": "skipped: no predicted contact"})
-                        continue
-                    inputs = type(inputs)(**{**inputs.__dict__, "human_contact": probs})
-                for recipe in args.recipes:
-                    overrides = {} if args.iterations is None else {"iterations": args.iterations}
-                    t0 = time.perf_counter()
-                    result = fit_object(inputs, recipe, **overrides)
-                    seconds = time.perf_counter() - t0
-                    rows.append({**base, "contacts": contacts, "method": f"init ({recipe})", "seconds": None,
-                                 **score(problem, result.init_pose, samples)})
-                    rows.append({**base, "contacts": contacts, "method": recipe, "seconds": seconds,
-                                 **score(problem, result.pose, samples)})
-                    last = rows[-1]
-                    if args.output:  # after every fit, so an interrupted run keeps what it measured
-                        _write(args.output, rows, args)
-                    print(f"{split} {problem.stem} {problem.object_name:12s} {contacts:9s} {recipe:8s} "
-                          f"t {last['t_cm']:6.1f} cm  r {last['r_deg']:5.1f}°  {seconds:5.1f} s", flush=True)
+                rows.extend(fit_rows(problem, contacts, args, renderer, predictor, samples))
+                if args.output:  # after every object, so an interrupted run keeps what it measured
+                    _write(args.output, rows, args)
     rows = [r for r in rows if "t_cm" in r]
     table = summarise(rows)
     print()
     print_table(table)
     print(f"\n{len({(r['split'], r['stem'], r['object']) for r in rows})} objects, "
-          f"{time.perf_counter() - start:.0f} s in all")
+          f"{time.perf_counter() - start:.0f} s in all, {renderer} silhouette")
     return _write(args.output, rows, args) if args.output else {"rows": rows, "table": table}
 
 

@@ -18,6 +18,7 @@ The sample dict (see :meth:`ContactDataset.__getitem__`) is what :class:`dataset
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from datasets.io import DatasetFormatError, read_image, read_mask, read_render_v
 from utils.body_models import BODY_MODEL_FILES
 from utils.conversation import make_qa, seg_token_for
 from utils.geometry.projection import MASK_IGNORE_LABEL
+from utils.geometry.template_views import load_template
 from utils.geometry.views import ViewSet, get_view_set
 
 TASKS = ("hcontact", "h2dcontact", "oafford", "ocontact", "vqa")
@@ -215,9 +217,10 @@ class ContactDataset(torch.utils.data.Dataset):
         qa = make_qa(self.task, record.class_name, question_type, body_parts=list(record.body_parts),
                      affordance=record.affordance, token_type=self.token_type, rng=rng if self.training else None)
         needs_parts = "{body_parts}" in (self.answer_template or "")
-        if self.answer_template and (not needs_parts or (question_type == "parts" and record.body_parts)):
+        parts_allowed = question_type == "parts" or self.task not in HUMAN_TASKS  # object questions never name parts
+        if self.answer_template and (not needs_parts or (parts_allowed and record.body_parts)):
             # one fixed answer whose seg token follows a word that depends on the sample (the last body part, the
-            # object's name) instead of a fixed " ": see utils.recipes, synth-tiny-joint
+            # object's name) instead of a fixed " ": see training.recipes, synth-tiny-joint
             return qa.question, self.answer_template.format(
                 body_parts=", ".join(record.body_parts), class_name=record.class_name.lower(),
                 affordance=record.affordance or "", seg=seg_token_for(self.task, self.token_type))
@@ -260,15 +263,11 @@ class ContactDataset(torch.utils.data.Dataset):
     def _load_human_valid(self, size: tuple[int, int]) -> np.ndarray:
         if self._valid_cache:  # an array was given (or another size was loaded): resize the largest one
             return max(self._valid_cache.values(), key=lambda v: v.shape[-1])
-        from utils.geometry.template_views import load_template
-
         folder = Path(self._valid_source)
         meta_path = folder / "template.json"
         view_set = self.template_view_set()
         if not meta_path.is_file():  # an official hcontact_vitruvian folder: 1024 maps, no metadata
             return load_template(folder, 1024, view_set=view_set, num_vertices=self.template_num_vertices()).valid
-        import json
-
         sizes = json.loads(meta_path.read_text()).get("sizes", [])
         views = load_template(folder, size[-1] if size[-1] in sizes else max(sizes, default=1024))
         # human view sets differ in mask rules, not cameras: accept any template rendered from the same cameras

@@ -21,6 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.interactvlm import clip_preprocess
+from model.view_templates import PhotoTemplate
+
 from utils.chat_prompt import PromptConfig, chat_prompt
 from utils.conversation import (ASSISTANT_ROLE, HSEG_TOKEN, IM_END_TOKEN, IMAGE_TOKEN, OSEG_TOKEN, SEG_TOKEN, SEP,
                                 SEP2, USER_ROLE)
@@ -55,9 +58,7 @@ def conversation_text(turns: Sequence[tuple[str, str | None]], config: PromptCon
 
 def photo_template(sample: dict[str, Any], sam_image_size: int):
     """The SAM input of a 2D sample (template ``"image"``): its photo, with masks decoded at the size of the sample's
-    target mask (else the photo's). Training (the collator) and generation (``utils.training``) both use this."""
-    from model.view_templates import PhotoTemplate
-
+    target mask (else the photo's). Training (the collator) and generation (``training.predict``) both use this."""
     shape = None if sample.get("masks") is None else tuple(np.shape(sample["masks"])[-2:])
     return PhotoTemplate.from_image(sample["image"], sam_image_size, shape)
 
@@ -147,8 +148,6 @@ class Collator:
         return tensor
 
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        from model.interactvlm import clip_preprocess
-
         if not samples:
             raise ValueError("cannot collate an empty batch")
         all_ids, all_labels, masks, vertex_labels, num_seg, photos = [], [], [], [], [], []

@@ -24,10 +24,11 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 
 import numpy as np
+from PIL import Image
 
 from datasets.base import RELEASE_NUM_VERTICES, HumanContactDataset, Record, dense_labels
 from datasets.io import DatasetFormatError, DirectoryListing, expect_type, load_npy, load_pickle, string_list
-from utils.body_models import BODY_MODEL_FILES
+from utils.body_models import BODY_MODEL_FILES, body_parts_from_vertices
 from utils.geometry.views import ViewSet
 
 logger = logging.getLogger(__name__)
@@ -190,15 +191,11 @@ class DamonDataset(HumanContactDataset):
 
     def body_parts(self, parts: dict, parts_path: Path, stem: str, obj: str, ids: np.ndarray) -> list[str]:
         if obj == FOOT_GROUND and self.part_segmentation is not None:
-            from utils.body_models import body_parts_from_vertices
-
             return body_parts_from_vertices(ids.astype(np.int64), self.part_segmentation)
         key = f"{stem}_{obj}"
         if key in parts:
             return string_list(parts[key], parts_path, f"the body parts of {key!r}")
         if self.part_segmentation is not None:
-            from utils.body_models import body_parts_from_vertices
-
             return body_parts_from_vertices(ids.astype(np.int64), self.part_segmentation)
         raise DatasetFormatError(f"{parts_path}: no body parts for key {key!r} (expected \"<stem>_<object>\" keys; "
                                  "pass part_segmentation to compute missing entries from the contact vertices)")
@@ -240,8 +237,6 @@ class Damon2DDataset(DamonDataset):
 
     def read_masks(self, record: Record) -> np.ndarray:
         """The mask must cover the photo pixel for pixel (checked on the file sizes, before any resizing)."""
-        from PIL import Image
-
         with Image.open(record.image_path) as image:
             width, height = image.size
         with Image.open(record.mask_paths[0]) as mask:

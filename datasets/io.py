@@ -14,6 +14,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from utils.body_models import _SafeUnpickler, _to_plain, load_pickle_without_chumpy
 from utils.paths import require_file
@@ -123,8 +124,6 @@ class DirectoryListing:
 def read_image(path: str | Path) -> np.ndarray:
     """RGB uint8 ``[H, W, 3]``: EXIF orientation applied, grayscale / palette / 16-bit converted, alpha composited
     onto white (the renders' background)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = require_file(path, "an image")
     try:
         with Image.open(path) as img:

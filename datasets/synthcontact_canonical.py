@@ -70,6 +70,10 @@ class SynthContactCanonicalObjectDataset(ContactDataset):
         if not labels_path.is_file():
             raise FileNotFoundError(f"{labels_path} is missing: {self.empty_hint()}")
         self._labels = load_pickle(labels_path, 'a dict "<stem>__<object>" -> per-vertex contact')
+        # the body parts touching each object (the human side's labels): an answer can name them before the seg
+        # token, so that the state the object mask is read from depends on the image, not only on the class name
+        parts_path = self.root / "body_parts_objectwise.pkl"
+        body_parts = load_pickle(parts_path, 'a dict "<stem>_<object>" -> body part names') if parts_path.is_file() else {}
         interactions = {}
         for line in (self.root / "meta.jsonl").read_text().splitlines():
             meta = json.loads(line)
@@ -87,6 +91,7 @@ class SynthContactCanonicalObjectDataset(ContactDataset):
             records.append(Record(
                 image_path=self.root / "images" / f"{stem}.jpg", class_name=obj, mask_paths=masks,
                 render_paths=renders, template=str(folder), labels=key,
+                body_parts=tuple(body_parts.get(f"{stem}_{obj}", ())),
                 affordance=AFFORDANCE_WORDS.get(interaction, interaction) if self.task == "oafford" else None,
                 meta={"stem": stem, "object": obj, "interaction": interaction, "mask_paths": [str(p) for p in masks]},
             ))

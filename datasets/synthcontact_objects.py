@@ -23,6 +23,11 @@ import numpy as np
 
 from datasets.base import ContactDataset, Record
 from datasets.io import DatasetFormatError
+from utils.geometry.lifting_maps import LiftingMaps
+from utils.geometry.mesh_io import load_mesh_file
+from utils.geometry.normalize import normalize_mesh_vertices
+from utils.geometry.projection import training_targets
+from utils.geometry.template_views import maps_path, render_template
 from utils.geometry.views import ViewSet, get_view_set
 
 RENDER_FOLDER = "object_renders"
@@ -79,10 +84,6 @@ class SynthContactObjectDataset(ContactDataset):
         return records
 
     def ensure_rendered(self, record: Record) -> Path:
-        from utils.geometry.mesh_io import load_mesh_file
-        from utils.geometry.normalize import normalize_mesh_vertices
-        from utils.geometry.template_views import render_template
-
         folder = Path(record.template)
         meta_path = folder / "template.json"
         if meta_path.is_file() and set(self.sizes()) <= set(json.loads(meta_path.read_text()).get("sizes", [])):
@@ -101,10 +102,6 @@ class SynthContactObjectDataset(ContactDataset):
         return sample
 
     def read_masks(self, record: Record) -> np.ndarray:
-        from utils.geometry.lifting_maps import LiftingMaps
-        from utils.geometry.projection import training_targets
-        from utils.geometry.template_views import maps_path
-
         size = self.mask_size or self.sizes()[0]
         maps = LiftingMaps.load(maps_path(self.ensure_rendered(record), size))
         return training_targets(self.vertex_labels(record), maps, min_vertices=2)

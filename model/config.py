@@ -158,9 +158,11 @@ def _vlm_config(vision: dict, text: LlamaConfig, projector_bias: bool = True) ->
                        multimodal_projector_bias=projector_bias).to_dict()
 
 
-def _tiny(**overrides) -> InteractVLMConfig:
+def _tiny(vision_image_size: int = 112, **overrides) -> InteractVLMConfig:
+    """The CPU preset. ``vision_image_size`` sets the CLIP input (14-px patches): 112 px gives 64 image tokens, 224 px
+    LLaVA's 256, at which a SynthContact hand or foot covers a patch or two instead of a third of one."""
     vision = CLIPVisionConfig(hidden_size=96, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
-                              image_size=112, patch_size=14, projection_dim=96).to_dict()
+                              image_size=vision_image_size, patch_size=14, projection_dim=96).to_dict()
     text = LlamaConfig(vocab_size=1024, hidden_size=160, intermediate_size=320, num_hidden_layers=3,
                        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512)
     values = dict(preset="tiny", vlm_config=_vlm_config(vision, text), sam_config=SAM_ENCODERS["tiny"]().to_dict(),

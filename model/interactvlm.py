@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,8 +23,10 @@ from transformers import LlavaForConditionalGeneration, PreTrainedModel, Stoppin
 from model.config import InteractVLMConfig
 from model.prompts import AttentionSplitter, build_cam_encoder, build_text_hidden_fcs, seg_positions
 from model.sam import ViewEmbeddingCache, build_sam_model, decode_views, encoder_fingerprint, postprocess_masks
-from model.shared_prefix import DecodedRows, answer_tokens, decode_shared_prefix
+from model.shared_prefix import AnswerDrafts, DecodedRows, answer_tokens, decode_shared_prefix
+from model.tokenizer import TINY_AFFORDANCES, TINY_BODY_PARTS, TINY_OBJECT_WORDS
 from model.view_templates import PhotoTemplate, ViewTemplate
+from utils import conversation as conv
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -280,6 +283,7 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         max_new_tokens: int = 64,
         full_text: bool = False,
         shared_prefix: bool = True,
+        draft_answers: bool = True,
         **generate_kwargs,
     ) -> list[ContactPrediction]:
         """Greedy, KV-cached answers for several queries over a few images, batched.
@@ -298,6 +302,10 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         ``full_text=False`` ends each query's decoding at its first seg token, the only position its masks need (the
         answer text then ends with that token); ``full_text=True`` decodes the whole answer, up to ``</s>`` or
         ``max_new_tokens``.
+
+        ``draft_answers`` (shared path, no ``logits_processor``): speculative greedy decoding with the answer
+        templates the models are trained on as drafts (``answer_drafts``); each drafted token is checked against the
+        model's own greedy choice, so the answers are the same, in fewer language-model steps.
         """
         if not queries:
             return []
@@ -307,7 +315,7 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         stop_ids = None if full_text else set(self.seg_token_ids)
         if shared_prefix:
             decoded, templates = self._decode_shared_prefix(tokenizer, images, queries, max_new_tokens, stop_ids,
-                                                            generate_kwargs)
+                                                            generate_kwargs, draft_answers)
         else:
             decoded, templates = self._decode_with_generate(tokenizer, images, queries, max_new_tokens, stop_ids,
                                                             generate_kwargs)
@@ -349,7 +357,30 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         source = features[row_image[with_image]].to(embeds.dtype).reshape(-1, embeds.shape[-1])
         return embeds.masked_scatter(mask[..., None], source)
 
-    def _decode_shared_prefix(self, tokenizer, images, queries, max_new_tokens, stop_ids, generate_kwargs):
+    def answer_drafts(self, tokenizer) -> AnswerDrafts:
+        """Every answer template of ``utils.conversation`` with this model's seg tokens, filled with each body part,
+        affordance and object word of our vocabulary, tokenized: the lookup text of speculative decoding. Built once
+        per tokenizer (a few hundred short texts)."""
+        cached = getattr(self, "_answer_drafts", None)
+        if cached is not None and cached[0]() is tokenizer:
+            return cached[1]
+        texts: dict[str, None] = {}
+        for (task, _), (_, answers) in conv.TEMPLATES.items():
+            seg = conv.seg_token_for(task, self.config.token_type)
+            for answer in answers:
+                fills = max(len(TINY_BODY_PARTS) if "{body_parts}" in answer else 1,
+                            len(TINY_AFFORDANCES) if "{affordance}" in answer else 1,
+                            len(TINY_OBJECT_WORDS) if "{class_name}" in answer else 1)
+                for i in range(fills):
+                    texts[answer.format(seg=seg, body_parts=TINY_BODY_PARTS[i % len(TINY_BODY_PARTS)],
+                                        affordance=TINY_AFFORDANCES[i % len(TINY_AFFORDANCES)],
+                                        class_name=TINY_OBJECT_WORDS[i % len(TINY_OBJECT_WORDS)])] = None
+        drafts = AnswerDrafts(tokenizer(list(texts), add_special_tokens=False)["input_ids"])
+        self._answer_drafts = (weakref.ref(tokenizer), drafts)
+        return drafts
+
+    def _decode_shared_prefix(self, tokenizer, images, queries, max_new_tokens, stop_ids, generate_kwargs,
+                              draft_answers=True):
         logits_processor = generate_kwargs.pop("logits_processor", None)
         if generate_kwargs:
             raise TypeError(f"generate_contact's shared-prefix decoder takes only logits_processor, not "
@@ -364,7 +395,8 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
             lambda ids, rows: self.embed_rows(ids, features, rows),
             self._encode_prompts(tokenizer, queries), [feature_row[image_of[q["image"]]] for q in queries],
             max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-            capture_ids=set(self.seg_token_ids), stop_token_ids=stop_ids, logits_processor=logits_processor)
+            capture_ids=set(self.seg_token_ids), stop_token_ids=stop_ids, logits_processor=logits_processor,
+            drafts=self.answer_drafts(tokenizer) if draft_answers and logits_processor is None else None)
         return decoded, self._query_templates(images, queries, image_of)
 
     def _decode_with_generate(self, tokenizer, images, queries, max_new_tokens, stop_ids, generate_kwargs):

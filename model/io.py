@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
 
 from model.config import InteractVLMConfig
 from model.interactvlm import InteractVLMForCausalLM
@@ -203,8 +203,6 @@ def _quantization_config(load_in_8bit: bool, load_in_4bit: bool):
     if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
         raise RuntimeError("8-bit / 4-bit loading needs a CUDA GPU and bitsandbytes (`pip install -r requirements-gpu.txt`); "
                            "on a CPU load in float32 or bfloat16 instead")
-    from transformers import BitsAndBytesConfig
-
     if load_in_4bit:
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_quant_type="nf4",
                                   bnb_4bit_use_double_quant=True, llm_int8_skip_modules=QUANTIZATION_SKIP)

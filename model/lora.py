@@ -9,6 +9,8 @@ the photo, not fixed renders).
 
 from __future__ import annotations
 
+from peft import LoraConfig, get_peft_model
+
 from torch import nn
 
 FULLY_TRAINED = ("lm_head", "embed_tokens", "text_hidden_fcs", "mask_decoder", "cam_pose_encoder", "attention_splitter")
@@ -23,8 +25,6 @@ def apply_lora(model: nn.Module, use_lora: bool = True) -> nn.Module:
     """Wrap with peft LoRA per the config (when ``use_lora``) and set ``requires_grad`` per the training policy."""
     config = model.config
     if use_lora:
-        from peft import LoraConfig, get_peft_model
-
         lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, bias="none",
                           target_modules=lora_target_regex(list(config.lora_target_modules)))
         model = get_peft_model(model, lora)

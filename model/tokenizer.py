@@ -18,6 +18,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 from transformers.tokenization_utils_base import AddedToken
 from transformers.tokenization_utils_sentencepiece import SPIECE_UNDERLINE, SentencePieceBackend
@@ -53,8 +55,6 @@ def _tiny_corpus() -> list[str]:
 
 def build_tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     """Byte-level BPE of exactly ``vocab_size`` entries (special tokens included), trained in about a second."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
     base_special = ["<unk>", "<s>", "</s>"]
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

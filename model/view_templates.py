@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 from torch import nn
 
 from model.sam import sam_preprocess
 from utils.geometry.lifting import Lifter
+from utils.geometry.lifting_maps import LiftingMaps
 from utils.geometry.template_views import TemplateViews, load_template
 from utils.geometry.views import ViewSet, get_view_set
 
@@ -64,11 +66,6 @@ class ViewTemplate(nn.Module):
         """A template from per-view files as the object datasets ship them: SAM renders (PNG) and per-view lifting
         files — ``p2pmap`` (key ``mapping``: nearest point per pixel) or ``p2vmap`` (``pixel_to_vertices_map`` +
         ``bary_coords_map``). Maps are subsampled at pixel centres to ``mask_size``."""
-        import cv2
-
-        from utils.geometry.lifting_maps import LiftingMaps
-        from utils.geometry.template_views import TemplateViews
-
         view_set = get_view_set(view_set) if isinstance(view_set, str) else view_set
         if len(render_paths) != view_set.num_views or len(lift_map_paths) != view_set.num_views:
             raise ValueError(f"{name or render_paths}: need {view_set.num_views} renders and lifting files, "

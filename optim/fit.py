@@ -4,13 +4,16 @@
     python -m optim.fit --image photo.jpg --human osx_human.npz --human-contact photo_hcontact_vertices.npz \\
         --object-mesh chair.obj --object-contact chair_ocontact_vertices.npz --object-mask chair_mask.png \\
         --output-dir output/fit [--camera camera.json] [--recipe ours|original] [--optimize-scale] \\
-        [--iterations N] [--frames 10] [--video]
+        [--iterations N] [--frames 10] [--video] [--renderer auto|torch|pytorch3d]
 
-``--input-dir`` reads a folder with conventional names (photo ``image.*``, ``human.npz|json|ply``, ``camera.json``,
+``--input-dir`` reads a folder with conventional names (photo ``image.*`` or the folder's only photo; several
+candidate photos are refused), ``human.npz|json|ply``, ``camera.json``,
 ``hcontact_vertices.npz``, ``object_mesh.*``, ``ocontact_vertices.npz``, ``object_mask.png`` or
 ``object_detection.json``; our demo's ``*_hcontact_vertices.npz`` / ``*_ocontact_vertices.npz`` names work too);
 single flags override it. See :mod:`optim.inputs` for every accepted format and :mod:`optim.outputs` for what is
-written. Exit status 2 on bad inputs, with a message naming the file.
+written. ``--renderer`` picks the soft silhouette (:mod:`optim.silhouette_backends`): ``auto`` uses PyTorch3D when it
+imports and our own torch one otherwise. Exit status 2 on bad inputs, with a message naming the file, and on
+``--renderer pytorch3d`` without PyTorch3D.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from pathlib import Path
 import torch
 
 from optim.fitter import RECIPES, ObjectFitter
-from optim.inputs import FitInputError, find_in_dir, load_inputs
+from optim.inputs import INPUT_KEYS, REQUIRED_INPUTS, FitInputError, describe_missing, find_inputs, load_inputs
 from optim.outputs import write_json, write_outputs
+from optim.silhouette_backends import RENDERERS, RendererUnavailable, resolve_renderer
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--recipe", choices=sorted(RECIPES), default="ours")
     p.add_argument("--iterations", type=int, help="optimisation steps (default: the recipe's)")
     p.add_argument("--optimize-scale", action="store_true", help="also fit the object's scale (with a prior at 1)")
+    p.add_argument("--renderer", choices=RENDERERS, default="auto",
+                   help="soft silhouette: our own torch one, PyTorch3D's, or auto (PyTorch3D when it imports)")
     p.add_argument("--frames", type=int, default=0, metavar="N", help="save an overlay frame every N iterations")
     p.add_argument("--video", action="store_true", help="write fit.mp4 of the optimisation")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -53,37 +59,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def resolve_inputs(args: argparse.Namespace) -> dict:
-    """Explicit flags, then the input folder's conventional names."""
-    names = {"image": None, "human": None, "camera": None, "human_contact": None, "object_mesh": None,
-             "object_contact": None, "object_mask": None}
+    """Explicit flags, then the input folder's conventional names (:func:`optim.inputs.find_inputs`, the lookup
+    ``load_input_dir`` uses too)."""
+    given = {key: getattr(args, key) for key in INPUT_KEYS if getattr(args, key) is not None}
+    names = dict.fromkeys(INPUT_KEYS)
     if args.input_dir is not None:
-        folder = args.input_dir
-        if not folder.is_dir():
-            raise FitInputError(f"input folder not found: {folder}")
-        names["image"] = find_in_dir(folder, ("image.*",), "photo (image.<ext>)", required=False)
-        if names["image"] is None:
-            candidates = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")
-                          and not p.name.startswith(("object_mask", "human_mask", "overlay"))]
-            if len(candidates) != 1:
-                raise FitInputError(f"{folder}: expected one photo (image.<ext>), found {[c.name for c in candidates]}")
-            names["image"] = candidates[0]
-        names["human"] = find_in_dir(folder, ("human.npz", "human.json", "osx_human*.npz", "human.ply", "human.obj"),
-                                     "human")
-        names["camera"] = find_in_dir(folder, ("camera.json",), "camera", required=False)
-        names["human_contact"] = find_in_dir(folder, ("hcontact_vertices.npz", "*_hcontact_vertices.npz",
-                                                      "*_hcontact-ocontact_vertices.npz"), "human contact")
-        names["object_mesh"] = find_in_dir(folder, ("object_mesh.*",), "object mesh")
-        names["object_contact"] = find_in_dir(folder, ("ocontact_vertices.npz", "*_ocontact_vertices.npz",
-                                                       "*_oafford_vertices.npz", "*_hcontact-ocontact_vertices.npz"),
-                                              "object contact")
-        names["object_mask"] = find_in_dir(folder, ("object_mask.png", "object_detection.json"), "object mask")
-    for key in names:
-        value = getattr(args, key)
-        if value is not None:
-            names[key] = value
-    missing = [f"--{k.replace('_', '-')}" for k, v in names.items() if v is None and k != "camera"]
+        names.update(find_inputs(args.input_dir, skip=tuple(given)))
+    names.update(given)
+    missing = [k for k in REQUIRED_INPUTS if names[k] is None]
     if missing:
-        raise FitInputError(f"missing inputs: {', '.join(missing)} (or --input-dir with them under their usual names)")
+        raise FitInputError(describe_missing(missing, args.input_dir) +
+                            ("" if args.input_dir else " (or --input-dir with them under those names)"))
     return names
 
 
@@ -93,16 +79,17 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     try:
+        renderer = resolve_renderer(args.renderer)  # before loading anything: a missing PyTorch3D stops at once
         names = resolve_inputs(args)
         inputs = load_inputs(names["image"], names["human"], names["human_contact"], names["object_mesh"],
                              names["object_contact"], str(names["object_mask"]), names["camera"],
                              object_scale=args.object_scale, body_model_dir=args.body_model_dir)
-    except FitInputError as err:
+    except (FitInputError, RendererUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2)
     t_load = time.perf_counter() - t0
     config = RECIPES[args.recipe]
-    overrides = {"optimize_scale": args.optimize_scale or config.optimize_scale}
+    overrides = {"optimize_scale": args.optimize_scale or config.optimize_scale, "renderer": renderer}
     if args.iterations is not None:
         overrides["iterations"] = args.iterations
     config = replace(config, **overrides)
@@ -119,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     # the JSON is rewritten with the final timings
     write_json(args.output_dir / "fit.json", report)
     pose = result.pose
-    print(f"fitted {Path(names['object_mesh']).name} ({args.recipe}): t = {pose.translation.round(3).tolist()} m, "
+    print(f"fitted {Path(names['object_mesh']).name} ({args.recipe}, {renderer} silhouette): t = {pose.translation.round(3).tolist()} m, "
           f"scale {pose.scale:.3f}, mask IoU {report['check']['mask_iou']:.2f}, "
           f"{report['timings_s']['total_s']:.1f} s -> {args.output_dir}")
     for w in report["warnings"]:

@@ -13,6 +13,9 @@ Two recipes share one implementation so a comparison measures the method, not th
               objective; the best few are optimised briefly and the best of those to the end, with the
               correspondence, visible-silhouette and penetration terms (optionally the scale, with a prior).
 
+The silhouette comes from :func:`optim.silhouette_backends.make_silhouette` (``FitConfig.renderer``: ours, or
+PyTorch3D's when it is installed); the target mask is drawn with that renderer's edge profile.
+
 Poses map the *centred* object mesh (its bounding-box centre at the origin) to the camera frame:
 ``X = s * R @ x + t``; :meth:`FitResult.object_to_camera` is the same as a 4x4 on the file's own coordinates.
 """
@@ -34,7 +37,7 @@ from optim.losses import (AllPairsContact, CorrespondenceContact, Penetration, c
                           original_mask_loss)
 from optim.rotations import (angle_deg, axis_angle_to_matrix, cube_rotations, kabsch, matrix_to_rot6d,
                              rot6d_to_matrix, rotation_about)
-from optim.silhouette import SoftSilhouette
+from optim.silhouette_backends import RENDERERS, make_silhouette, resolve_renderer
 from utils.geometry.shading import vertex_normals
 
 ORIGINAL_ROTATION = np.diag([1.0, -1.0, -1.0])  # the original negates the object's y and z before fitting
@@ -62,10 +65,13 @@ class FitConfig:
     rescored: int = 4  # hypotheses ranked by the whole objective after the contact-only ranking
     keep_top: int = 2  # ... of which this many are optimised briefly before the best continues
     occlusion_aware: bool = True
+    renderer: str = "auto"  # the soft silhouette: "torch" (ours), "pytorch3d", or "auto" (PyTorch3D when importable)
 
     def __post_init__(self) -> None:
         if self.recipe not in ("ours", "original"):
             raise ValueError(f"unknown recipe {self.recipe!r}: 'ours' or 'original'")
+        if self.renderer not in RENDERERS:
+            raise ValueError(f"unknown renderer {self.renderer!r}; choose from {', '.join(RENDERERS)}")
         if self.iterations < 0:
             raise ValueError(f"iterations must be >= 0, got {self.iterations}")
 
@@ -103,6 +109,7 @@ class FitResult:
     hypotheses: list = field(default_factory=list)  # stage 1: {"rotation", "translation", "score"} best first
     timings: dict = field(default_factory=dict)
     frames: list = field(default_factory=list)  # [(iteration, Pose)] when frames were asked for
+    renderer: str = "torch"  # the silhouette renderer the fit used ("auto" resolved)
 
     def object_to_camera(self) -> np.ndarray:
         """4x4 from the object file's coordinates to the camera frame."""
@@ -129,13 +136,15 @@ class ObjectFitter:
         self.h_contact_normals = self.human_normals[h_ids]
         self.h_tree = cKDTree(np.concatenate([self.h_contact, -self.h_contact_normals * config.icp_normal_weight], 1))
 
-        self._setup_window()
+        binary = self._setup_window()
         occluder = None
         if config.occlusion_aware:
             occluder = render.depth_map(self.human, inputs.human_faces, self.window)
         volume_ok = _closed_outward(self.obj, inputs.object_faces)
-        self.silhouette = SoftSilhouette(inputs.object_faces, self.window, sigma_px=config.sigma_px,
-                                         cull_back_faces=volume_ok, occluder_depth=occluder)
+        self.renderer = resolve_renderer(config.renderer)
+        self.silhouette = make_silhouette(self.renderer, inputs.object_faces, self.window, sigma_px=config.sigma_px,
+                                          cull_back_faces=volume_ok, occluder_depth=occluder)
+        self.target = self._soft_target(binary)
         if config.recipe == "original":
             self.contact = AllPairsContact(self.human, inputs.human_contact, inputs.object_contact)
         else:
@@ -145,8 +154,9 @@ class ObjectFitter:
                             if config.w_penetration > 0 else None)
 
     # -- set-up ------------------------------------------------------------------------------------------------
-    def _setup_window(self) -> None:
-        """A window around the object's mask, resampled to ``window_px``: the silhouette is rendered there."""
+    def _setup_window(self) -> np.ndarray:
+        """A window around the object's mask, resampled to ``window_px``: the silhouette is rendered there.
+        Returns the mask resampled into the window (bool)."""
         mask = self.inputs.object_mask
         H, W = mask.shape
         rows, cols = np.nonzero(mask)
@@ -166,14 +176,20 @@ class ObjectFitter:
         valid[a0 - wv0:a1 - wv0, b0 - wu0:b1 - wu0] = 1.0
         size = (self.window.width, self.window.height)
         binary = cv2.resize(padded, size, interpolation=cv2.INTER_AREA) > 0.5
-        # the target gets the same soft rim outside its edge as the silhouette (2 sigmoid(-d / sigma)), so the
-        # mask term is unbiased at the true pose instead of preferring a slightly smaller, farther object
-        outside = cv2.distanceTransform((~binary).astype(np.uint8), cv2.DIST_L2, 5)
-        rim = 2.0 / (1.0 + np.exp(np.clip((outside - 0.5) / self.config.sigma_px, 0.0, 60.0)))
-        self.target = torch.from_numpy(np.where(binary, 1.0, rim).astype(np.float32))
         self.valid = torch.from_numpy((cv2.resize(valid, size, interpolation=cv2.INTER_AREA) > 0.5).astype(np.float32))
         self.target_box_center_window = torch.from_numpy(
             ((self.mask_box_center - self.window_origin) * self.window_scale).astype(np.float32))
+        return binary
+
+    def _soft_target(self, binary: np.ndarray) -> torch.Tensor:
+        """The window mask drawn with the renderer's own edge profile (ours: a soft rim outside the edge,
+        PyTorch3D's: a sigmoid across it), so the mask term is unbiased at the true pose instead of preferring a
+        slightly smaller, farther object. Distances are from the pixel centre to the edge, half a pixel before the
+        nearest pixel centre on the other side."""
+        outside = cv2.distanceTransform((~binary).astype(np.uint8), cv2.DIST_L2, 5) - 0.5
+        inside = cv2.distanceTransform(binary.astype(np.uint8), cv2.DIST_L2, 5) - 0.5
+        signed = np.where(binary, -inside, outside)
+        return torch.from_numpy(self.silhouette.target_profile(signed).astype(np.float32))
 
     # -- stage 1 -----------------------------------------------------------------------------------------------
     def icp(self, pose: Pose, iterations: int) -> Pose:
@@ -330,7 +346,7 @@ class ObjectFitter:
             losses=self.evaluate(pose), init_losses=self.evaluate(init_pose), history=history,
             hypotheses=[{"rotation": p.rotation.tolist(), "translation": p.translation.tolist(), "score": s}
                         for s, p in scored[:10]],
-            timings=timings, frames=frames or [])
+            timings=timings, frames=frames or [], renderer=self.renderer)
 
 
 def _distinct(scored: list[tuple[float, Pose]], count: int, min_angle: float = 20.0) -> list[tuple[float, Pose]]:

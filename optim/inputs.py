@@ -295,20 +295,75 @@ def load_inputs(image: str | Path, human: str | Path, human_contact: str | Path,
     return inputs.validate()
 
 
-def load_input_dir(folder: str | Path, **kwargs) -> FitInputs:
-    """Every input from one folder with conventional names (the layout of the original's ``optim_data/``)."""
+# ----------------------------------------------------------------------------------------------------------------
+# Input folders: one lookup of the conventional names, for the CLI's --input-dir and load_input_dir
+# ----------------------------------------------------------------------------------------------------------------
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+NOT_PHOTOS = ("object_mask", "human_mask", "overlay")  # images of an input folder that are never the photo
+# key: (what it is, the names tried in order, required)
+FOLDER_NAMES = {
+    "human": ("human", ("human.npz", "human.json", "osx_human*.npz", "human.ply", "human.obj"), True),
+    "camera": ("camera", ("camera.json",), False),
+    "human_contact": ("human contact", ("hcontact_vertices.npz", "*_hcontact_vertices.npz",
+                                        "*_hcontact-ocontact_vertices.npz"), True),
+    "object_mesh": ("object mesh", ("object_mesh.*",), True),
+    "object_contact": ("object contact", ("ocontact_vertices.npz", "*_ocontact_vertices.npz",
+                                          "*_oafford_vertices.npz", "*_hcontact-ocontact_vertices.npz"), True),
+    "object_mask": ("object mask", ("object_mask.png", "object_detection.json"), True),
+}
+INPUT_KEYS = ("image",) + tuple(FOLDER_NAMES)
+REQUIRED_INPUTS = ("image",) + tuple(k for k, (_, _, required) in FOLDER_NAMES.items() if required)
+
+
+def find_photo(folder: Path) -> Path | None:
+    """``image.<ext>``, else the folder's only photo (masks and overlays are not candidates). Several candidates
+    stop with an error naming them: taking the first one would fit the object to whichever photo sorts first."""
+    def photos(paths) -> list[Path]:
+        return sorted(p for p in paths if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+
+    named = photos(folder.glob("image.*"))
+    candidates = named or [p for p in photos(folder.iterdir()) if not p.name.startswith(NOT_PHOTOS)]
+    if len(candidates) > 1:
+        raise FitInputError(f"{folder}: several files could be the photo ({', '.join(c.name for c in candidates)}); "
+                            "name the one to fit image.<ext> or pass it with --image")
+    return candidates[0] if candidates else None
+
+
+def find_inputs(folder: str | Path, skip: tuple[str, ...] = ()) -> dict[str, Path | None]:
+    """Every input of ``folder`` found under its conventional name (``None`` where there is none, or for the keys
+    in ``skip``: inputs given otherwise are not looked up, so an ambiguous folder name cannot stop them)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FitInputError(f"input folder not found: {folder}")
-    image = find_in_dir(folder, ("image.*", "*.jpg", "*.jpeg", "*.png", "*.webp"), "photo")
-    human = find_in_dir(folder, ("human.npz", "human.json", "osx_human*.npz", "human.ply", "human.obj"), "human")
-    camera = find_in_dir(folder, ("camera.json",), "camera", required=False)
-    hcontact = find_in_dir(folder, ("hcontact_vertices.npz", "*_hcontact_vertices.npz",
-                                    "*_hcontact-ocontact_vertices.npz"), "human contact")
-    obj = find_in_dir(folder, ("object_mesh.*",), "object mesh")
-    ocontact = find_in_dir(folder, ("ocontact_vertices.npz", "*_ocontact_vertices.npz", "*_oafford_vertices.npz",
-                                    "*_hcontact-ocontact_vertices.npz"), "object contact")
-    mask = find_in_dir(folder, ("object_mask.png", "object_detection.json"), "object mask")
-    if image is not None and image.name.startswith(("object_mask", "human_mask")):
-        raise FitInputError(f"{folder}: name the photo image.<ext> so it is not confused with the masks")
-    return load_inputs(image, human, hcontact, obj, ocontact, str(mask), camera, **kwargs)
+    found: dict[str, Path | None] = dict.fromkeys(INPUT_KEYS)
+    if "image" not in skip:
+        found["image"] = find_photo(folder)
+    for key, (what, patterns, _) in FOLDER_NAMES.items():
+        if key not in skip:
+            found[key] = find_in_dir(folder, patterns, what, required=False)
+    return found
+
+
+def describe_missing(keys: list[str], folder: Path | None = None) -> str:
+    """``--flag (what; the names an input folder may use)`` for each missing input."""
+    parts = []
+    for key in keys:
+        if key == "image":
+            what, patterns = "photo", ("image.<ext>", "the folder's only photo")
+        else:
+            what, patterns, _ = FOLDER_NAMES[key]
+        parts.append(f"--{key.replace('_', '-')} ({what}; in a folder: {' or '.join(patterns)})")
+    where = f" in {folder}" if folder is not None else ""
+    return f"missing inputs{where}: " + ", ".join(parts)
+
+
+def load_input_dir(folder: str | Path, **kwargs) -> FitInputs:
+    """Every input from one folder with conventional names (the layout of the original's ``optim_data/``)."""
+    folder = Path(folder)
+    found = find_inputs(folder)
+    missing = [k for k in REQUIRED_INPUTS if found[k] is None]
+    if missing:
+        raise FitInputError(describe_missing(missing, folder))
+    return load_inputs(found["image"], found["human"], found["human_contact"], found["object_mesh"],
+                       found["object_contact"], str(found["object_mask"]), found["camera"], **kwargs)

@@ -74,50 +74,25 @@ def write_outputs(out_dir: str | Path, inputs: FitInputs, result: FitResult, con
                   frame_every: int = 0, video: bool = False) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    files = []
     obj = placed_object(inputs, result)
-    obj_mesh = _mesh(obj, inputs.object_faces, OBJECT_COLOR)
-    for ext in ("obj", "ply", "glb"):
-        path = out / f"object.{ext}"
-        _atomic(path, obj_mesh.export(file_type=ext) if ext != "obj" else obj_mesh.export(file_type="obj").encode())
-        files.append(path.name)
-    scene = trimesh.Scene({"human": _mesh(inputs.human_vertices, inputs.human_faces, HUMAN_COLOR), "object": obj_mesh})
-    _atomic(out / "scene.glb", scene.export(file_type="glb"))
-    files.append("scene.glb")
-
+    files = _write_meshes(out, inputs, obj)
     final = overlay(inputs, obj)
     initial = overlay(inputs, placed_object(inputs, result, result.init_pose))
     _png(out / "overlay.png", np.concatenate([inputs.image, final, initial], axis=1))
     files.append("overlay.png")
-
     if frame_every or video:
-        frames = [(it, overlay(inputs, placed_object(inputs, result, pose))) for it, pose in result.frames]
-        frames.append((len(result.history), final))
-        if frame_every:
-            (out / "frames").mkdir(exist_ok=True)
-            for it, image in frames:
-                _png(out / "frames" / f"frame_{it:04d}.png", image)
-            files.append(f"frames/ ({len(frames)} PNGs)")
-        if video:
-            files.append(_write_video(out / "fit.mp4", [f for _, f in frames]))
-
+        files += _write_frames(out, inputs, result, final, frame_every, video)
     check = mask_check(inputs, obj)
-    warnings = []
-    if check["mask_iou"] < MASK_IOU_WARN:
-        warnings.append(f"the fitted object covers the mask poorly (IoU {check['mask_iou']:.2f}): check the mask, the "
-                        "contacts, or the mesh's units (--object-scale) / let the scale free (--optimize-scale)")
-    if not SCALE_WARN_RANGE[0] <= result.pose.scale <= SCALE_WARN_RANGE[1]:
-        warnings.append(f"fitted scale {result.pose.scale:.2f} is far from 1: the object mesh's size may not match "
-                        "the photo's object")
     report = {
         "recipe": result.recipe,
+        "renderer": result.renderer,
         "pose": {**result.pose.to_dict(), "object_to_camera": result.object_to_camera().tolist(),
                  "object_center_in_file": result.object_center.tolist(),
                  "convention": "X_cam = s * R @ (x_file - object_center) + t; camera frame of the human input "
                                "(OpenCV: +x right, +y down, +z forward), metres"},
         "init_pose": result.init_pose.to_dict(),
         "losses": result.losses, "init_losses": result.init_losses,
-        "check": check, "warnings": warnings,
+        "check": check, "warnings": fit_warnings(check, result.pose),
         "hypotheses": result.hypotheses,
         "history": result.history,
         "timings_s": {**timings, **{k: round(v, 4) for k, v in result.timings.items()}},
@@ -128,6 +103,47 @@ def write_outputs(out_dir: str | Path, inputs: FitInputs, result: FitResult, con
     }
     write_json(out / "fit.json", report)
     return report
+
+
+def _write_meshes(out: Path, inputs: FitInputs, obj: np.ndarray) -> list[str]:
+    """The placed object as obj / ply / glb, and human + object in one glb."""
+    obj_mesh = _mesh(obj, inputs.object_faces, OBJECT_COLOR)
+    files = []
+    for ext in ("obj", "ply", "glb"):
+        path = out / f"object.{ext}"
+        _atomic(path, obj_mesh.export(file_type=ext) if ext != "obj" else obj_mesh.export(file_type="obj").encode())
+        files.append(path.name)
+    scene = trimesh.Scene({"human": _mesh(inputs.human_vertices, inputs.human_faces, HUMAN_COLOR), "object": obj_mesh})
+    _atomic(out / "scene.glb", scene.export(file_type="glb"))
+    return files + ["scene.glb"]
+
+
+def _write_frames(out: Path, inputs: FitInputs, result: FitResult, final: np.ndarray, frame_every: int,
+                  video: bool) -> list[str]:
+    """The optimisation's overlays as PNG frames and / or a video, the final fit last."""
+    frames = [(it, overlay(inputs, placed_object(inputs, result, pose))) for it, pose in result.frames]
+    frames.append((len(result.history), final))
+    files = []
+    if frame_every:
+        (out / "frames").mkdir(exist_ok=True)
+        for it, image in frames:
+            _png(out / "frames" / f"frame_{it:04d}.png", image)
+        files.append(f"frames/ ({len(frames)} PNGs)")
+    if video:
+        files.append(_write_video(out / "fit.mp4", [f for _, f in frames]))
+    return files
+
+
+def fit_warnings(check: dict, pose: Pose) -> list[str]:
+    """What the user should look at: a fit that does not explain the mask, a free scale far from 1."""
+    warnings = []
+    if check["mask_iou"] < MASK_IOU_WARN:
+        warnings.append(f"the fitted object covers the mask poorly (IoU {check['mask_iou']:.2f}): check the mask, the "
+                        "contacts, or the mesh's units (--object-scale) / let the scale free (--optimize-scale)")
+    if not SCALE_WARN_RANGE[0] <= pose.scale <= SCALE_WARN_RANGE[1]:
+        warnings.append(f"fitted scale {pose.scale:.2f} is far from 1: the object mesh's size may not match "
+                        "the photo's object")
+    return warnings
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: int = 15) -> str:

@@ -32,6 +32,8 @@ NEAR_Z = 1e-3
 class SoftSilhouette:
     """Renders the soft silhouette ``[H, W]`` of one mesh (fixed faces, moving vertices) through a camera."""
 
+    name = "torch"
+
     def __init__(self, faces: np.ndarray, camera: PinholeCamera, sigma_px: float = 0.5, margin: float = 4.0,
                  cull_back_faces: bool = False, occluder_depth: np.ndarray | None = None,
                  depth_softness: float = 0.01):
@@ -83,6 +85,13 @@ class SoftSilhouette:
         out = vertices.new_zeros(H * W)
         out = out.scatter_reduce(0, pix_t, coverage, reduce="amax", include_self=True)
         return out.reshape(H, W)
+
+    def target_profile(self, signed_distance_px: np.ndarray) -> np.ndarray:
+        """What this renderer draws at a pixel ``d`` px from a straight edge (negative inside, positive outside):
+        the fit gives its target mask the same profile, so the mask term is unbiased at the true pose."""
+        d = np.asarray(signed_distance_px)
+        rim = 2.0 / (1.0 + np.exp(np.clip(d / self.sigma, 0.0, 60.0)))
+        return np.where(d > 0, rim, 1.0)
 
     def _pairs(self, tri_uv: np.ndarray, tri: torch.Tensor, W: int, H: int):
         """The (pixel, face) pairs the silhouette needs, and whether the pixel is covered.

@@ -86,7 +86,6 @@ def fit_problems(data_dir: str | Path, split: str, stems: list[str] | None = Non
     import trimesh
 
     split_dir = Path(data_dir) / split
-    body_model = None
     for meta in read_metas(split_dir):
         if stems is not None and meta["stem"] not in stems:
             continue

@@ -529,14 +529,15 @@ def configure_logging() -> None:
 # the templates stage
 
 
-def recipe_human_view_sets() -> list[str]:
-    """Human view sets used by the training recipes; recipes without an override use the model config's default
-    (``4MV-Z_Vitru_mv2``)."""
-    from utils.recipes import RECIPES
+# The human view sets the training recipes use (training.recipes; tests/test_training_recipes.py checks that this
+# list and the recipes agree): data generation sits below the training code and does not import it.
+RECIPE_HUMAN_VIEW_SETS = ("4MV-Z_Vitru", "4MV-Z_Vitru_FootGround", "4MV-Z_Vitru_mv2")
 
-    names = {"4MV-Z_Vitru_mv2"}
-    names.update(r.model_overrides["human_view_set"] for r in RECIPES.values() if "human_view_set" in r.model_overrides)
-    return sorted(names)
+
+def recipe_human_view_sets() -> list[str]:
+    """Human view sets used by the training recipes (those without an override use the model config's default,
+    ``4MV-Z_Vitru_mv2``)."""
+    return sorted(RECIPE_HUMAN_VIEW_SETS)
 
 
 def templates_main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -9,4 +9,4 @@ name="${2:-$(basename "$run_dir")}"
 py="${PYTHON:-$root/.venv/bin/python}"
 [ -x "$py" ] || py=python3
 cd "$root"
-exec "$py" -m model.prepare_weights --run-dir "$run_dir" --name "$name"
+exec "$py" -m training.prepare_weights --run-dir "$run_dir" --name "$name"

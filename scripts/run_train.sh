@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train a named configuration (utils/recipes.py): hcontact-damon-fix, hcontact-wScene, oafford-lemon-piad,
+# Train a named configuration (training/recipes.py): hcontact-damon-fix, hcontact-wScene, oafford-lemon-piad,
 # hcontact-ocontact, synth-tiny, synth-tiny-2d, synth-vision, synth-tiny-joint-text, synth-tiny-joint.
 # Extra arguments go to train.py (e.g. --set epochs=2 --resume auto).
 #   bash scripts/run_train.sh synth-tiny                 # CPU, one process
@@ -20,8 +20,8 @@ case "$name" in
     exec "$py" train.py --recipe "$name" "$@" ;;
   synth-tiny|synth-tiny-2d|synth-tiny-joint-text|synth-tiny-joint)
     exec "$py" train.py --recipe "$name" "$@" ;;
-  synth-vision)  # vision pretraining of the tiny CLIP tower (model/vision_pretrain.py), before synth-tiny-joint-text
-    exec "$py" -m model.vision_pretrain --data-dir "$root/data" \
+  synth-vision)  # vision pretraining of the tiny CLIP tower (training/vision_pretrain.py), before synth-tiny-joint-text
+    exec "$py" -m training.vision_pretrain --data-dir "$root/data" --image-size 224 \
       --output "$root/trained_models/vision/tiny_clip_synthcontact.safetensors" "$@" ;;
   *)
     echo "unknown recipe '$name'; known: hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint" >&2

@@ -33,7 +33,7 @@ def test_flops_lisa13b_counts_and_view_cache(capsys):
 def test_infer_tiny_quick(capsys):
     result = infer.main(["--preset", "tiny", "--repeats", "1", "--min-time", "0", "--e2e-rounds", "1", "--batch", "2"])
     for stage in ("clip", "lm_prefill", "generation", "sam_encoder", "mask_decoder", "lifting"):
-        assert stage in result["stages_s"] and result["stages_s"][stage] >= 0
+        assert stage in result["stages_s"] and result["stages_s"][stage] > 0  # each stage ran and was timed
     assert result["encoder_runs_cached"] == 0
     assert result["encoder_runs_uncached"] == 2  # one round = 2 uncached queries (A B B A)
     assert result["queries_per_s"]["cached"] > 0 and result["ratios"]["batch_speedup"] > 0

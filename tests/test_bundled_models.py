@@ -21,7 +21,8 @@ from model.io import load_interactvlm
 from utils.conversation import make_qa
 from utils.metrics import prediction_diversity
 from utils.paths import REPO_ROOT
-from utils.training import model_inputs, predict_dataset
+from training.batches import model_inputs
+from training.predict import predict_dataset
 
 MODEL_DIR = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact"
 SEED = 97531  # never used for training data

@@ -127,8 +127,11 @@ def test_damon_per_sample_rng_is_deterministic(tmp_path, body):
         dataset.set_epoch(epoch)
         return dataset.question_answer(record, dataset.rng(index))
 
-    assert qa(0, 0) == qa(0, 0)
-    assert ds[1]["question"] == ds[1]["question"]
+    first = qa(0, 0)
+    other_draws = [qa(3, 1), ds[2]["question"]]  # other samples and epochs drawn in between change nothing
+    assert qa(0, 0) == first and other_draws
+    fresh = damon(tmp_path, body, body_part_dropout=0.5, seed=3)  # a new reader with the same seed: the same texts
+    assert [fresh[i]["question"] for i in range(len(fresh))] == [ds[i]["question"] for i in range(len(ds))]
     draws = [qa(0, e) for e in range(400)]
     assert len(set(draws)) > 5  # templates vary across epochs
     simple = sum("hips" not in answer for _, answer in draws)
@@ -184,7 +187,9 @@ def test_damon_errors_name_the_file(tmp_path, body):
         ds[3]
     with pytest.raises(IndexError):
         ds[len(ds)]
-    ds[1]  # other samples are unaffected: nothing falls back to another sample
+    sample = ds[1]  # other samples are unaffected: nothing falls back to another sample
+    assert sample["image_path"] == str(ds.records[1].image_path) and sample["class_name"] == ds.records[1].class_name
+    np.testing.assert_array_equal(sample["vertex_labels"], ds.vertex_labels(ds.records[1]))
     for path in (root / "imgname.npy",):
         path.unlink()
     with pytest.raises(FileNotFoundError, match="imgname.npy not found: expected the \\[N\\] image names"):

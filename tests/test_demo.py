@@ -23,8 +23,8 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 import run_demo
 from model.interactvlm import InteractVLMForCausalLM
-from utils.demo import TemporalSmoother
-from utils.demo_io import load_image
+from demo.photos import load_image
+from demo.smoothing import TemporalSmoother
 from utils.paths import REPO_ROOT
 
 SAMPLES = REPO_ROOT / "data" / "demo_samples"

@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 import evaluate
 import tests.fixtures_datasets as fx
@@ -17,11 +18,14 @@ from datasets.registry import build_dataset
 from model.interactvlm import ContactPrediction
 from model.io import save_interactvlm
 from tests.conftest import make_tiny_model
+from training.batches import model_inputs
+from training.predict import predict_dataset
+from training.templates import query_template
+from training.validation import validate
 from utils.chat_prompt import chat_prompt
 from utils.conversation import HSEG_TOKEN, IM_START_TOKEN, OSEG_TOKEN, SEG_TOKEN
 from utils.metrics import eps_prf, piad_metrics
-from utils.recipes import Recipe
-from utils.training import model_inputs, predict_dataset, validate
+from training.recipes import Recipe
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +88,62 @@ def test_evaluation_prompt_is_the_collators_prompt_token_for_token(data, tiny_to
         assert evaluation == instruction  # the training sample's instruction, token for token
         assert (im_start in evaluation) == use_im_start_end
         assert query["prompt"] == chat_prompt(model.config, dataset[b]["question"])
+
+
+class _Reordered:
+    """A dataset read in another order, so that the questions about one photo are not neighbours."""
+
+    def __init__(self, dataset, order: list[int]) -> None:
+        self.dataset, self.order, self.name, self.task = dataset, order, dataset.name, dataset.task
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.dataset[self.order[i]]
+
+
+class _AnswerSeg(LogitsProcessor):
+    """An untrained model answers the seg token at once, so that every query has masks to compare."""
+
+    def __init__(self, seg_token: int) -> None:
+        self.seg_token = seg_token
+
+    def __call__(self, input_ids, scores):
+        forced = torch.full_like(scores, -1e9)
+        forced[:, self.seg_token] = 0
+        return forced
+
+
+@pytest.mark.parametrize("batch_size", [8, 2])
+def test_predictions_grouped_by_photo_equal_one_call_per_sample_in_input_order(data, tiny_tokenizer,
+                                                                             synthbody_template_128, batch_size):
+    model = make_tiny_model(tiny_tokenizer, synthbody_template_128, seed=5).eval()
+    base = build_dataset("synthcontact_hcontact", data, "train", num_vertices=6997, training=False)
+    assert [r.image_path.name for r in base.records] == ["img000.jpg", "img000.jpg", "img001.jpg", "img002.jpg",
+                                                          "img002.jpg"]
+    dataset = _Reordered(base, [0, 2, 3, 1, 4])  # photos 0, 1, 2, 0, 2
+    calls = []
+    generate = model.generate_contact
+
+    def spy(tokenizer, images, queries, **kwargs):
+        calls.append((len(images), [q["image"] for q in queries]))
+        return generate(tokenizer, images, queries, **kwargs)
+
+    model.generate_contact = spy
+    answer_seg = LogitsProcessorList([_AnswerSeg(model.config.seg_token_index)])
+    results = predict_dataset(model, tiny_tokenizer, dataset, batch_size=batch_size, logits_processor=answer_seg)
+    # each photo's questions in one call, its image given once; a photo's questions are never split between calls
+    assert calls == ([(3, [0, 0, 1, 2, 2])] if batch_size == 8 else [(1, [0, 0]), (1, [0]), (1, [0, 0])])
+    assert [(s["image_path"], s["question"]) for s, _ in results] == [
+        (dataset[i]["image_path"], dataset[i]["question"]) for i in range(len(dataset))]
+    for sample, grouped in results:  # the ungrouped path: one sample, one image, one call
+        query = {"image": 0, "prompt": chat_prompt(model.config, sample["question"]), "template": query_template(model, sample)}
+        alone = generate(tiny_tokenizer, [sample["image"]], [query], logits_processor=answer_seg)[0]
+        assert grouped.text == alone.text and grouped.found_seg and alone.found_seg
+        torch.testing.assert_close(grouped.mask_logits, alone.mask_logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(grouped.vertex_probs, alone.vertex_probs, atol=1e-5, rtol=0)
+    assert len({s["question"] for s, _ in results}) > 1  # different questions: the order check means something
 
 
 # ------------------------------------------------------------------------------------------------- object contact

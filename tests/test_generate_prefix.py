@@ -1,6 +1,7 @@
 """generate_contact's shared-prefix decoder against transformers' generate (the plain path): same ids, same masks and
 vertex probabilities, for one and many objects per image, mixed images, left padding, answers without seg token;
-decoding stops at the seg token; the prefix runs once per image."""
+decoding stops at the seg token; the prefix runs once per image; drafted (speculative) steps change no output, whether
+the drafts are right, partly wrong or absent; the in-place cache layer holds what transformers' DynamicLayer holds."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import pytest
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from model.shared_prefix import answer_tokens, longest_common_prefix, shared_prefix_lengths
+from transformers.cache_utils import DynamicLayer
+
+from model.interactvlm import clip_preprocess
+from model.shared_prefix import (AnswerDrafts, GrowingLayer, answer_tokens, decode_shared_prefix, longest_common_prefix,
+                                 shared_prefix_lengths)
 from tests.conftest import make_tiny_model
 from utils.conversation import build_prompt, make_qa
 
@@ -133,9 +138,10 @@ def test_free_greedy_decoding_gives_identical_ids(sensitive_model, tiny_tokenize
 
 def test_prefix_runs_once_per_image_and_decoding_stops_at_the_seg_token(tiny_model, tiny_tokenizer):
     model, tok = tiny_model, tiny_tokenizer
-    calls: list[tuple[int, int]] = []  # (batch, tokens) of every language-model forward
-    hook = model.vlm.model.language_model.register_forward_hook(
-        lambda module, args, kwargs, output: calls.append(tuple(kwargs["inputs_embeds"].shape[:2])), with_kwargs=True)
+    calls: list[tuple[int, int]] = []  # (batch, tokens) of every pass through the language model's first layer
+    hook = model.vlm.model.language_model.layers[0].register_forward_hook(
+        lambda module, args, kwargs, output: calls.append(tuple((args[0] if args else kwargs["hidden_states"]).shape[:2])),
+        with_kwargs=True)
     queries = [{"image": 0, "prompt": _prompt(model, o)} for o in OBJECTS]
     answer = _seg_answer(tok, model, "hips", tail=" and a long tail after the seg token")
     try:
@@ -158,3 +164,81 @@ def test_shared_prefix_rejects_generate_keywords(tiny_model, tiny_tokenizer):
                                     num_beams=2)
     with pytest.raises(IndexError, match="image index 3"):
         tiny_model.generate_contact(tiny_tokenizer, IMAGES, [{"image": 3, "prompt": _prompt(tiny_model, "cup")}])
+
+
+def _first_layer_calls(model) -> tuple[list[tuple[int, int]], object]:
+    calls: list[tuple[int, int]] = []
+    hook = model.vlm.model.language_model.layers[0].register_forward_hook(
+        lambda module, args, kwargs, output: calls.append(tuple((args[0] if args else kwargs["hidden_states"]).shape[:2])),
+        with_kwargs=True)
+    return calls, hook
+
+
+def test_drafted_steps_give_the_plain_answers(sensitive_model, tiny_tokenizer, monkeypatch):
+    """Free greedy decoding (drafts are only used without a logits processor) with perfect, half-wrong and no drafts:
+    the same ids as transformers' generate, and perfect drafts need far fewer language-model steps."""
+    model, tok = sensitive_model, tiny_tokenizer
+    queries = [{"image": i % 2, "prompt": _prompt(model, o)} for i, o in enumerate(OBJECTS[:5])]
+    with pytest.warns(UserWarning, match="no seg token"):
+        plain = model.generate_contact(tok, IMAGES, queries, max_new_tokens=12, full_text=True, shared_prefix=False)
+        own = model._decode_shared_prefix(tok, IMAGES, queries, 12, None, {}, draft_answers=False)[0].tokens
+    half_wrong = [[t if i % 2 else (t + 1) % model.config.vlm_config.text_config.vocab_size for i, t in enumerate(row)]
+                  for row in own]
+    steps = {}
+    for name, sequences in (("perfect", own), ("half wrong", half_wrong), ("none", [])):
+        monkeypatch.setattr(model, "answer_drafts", lambda tokenizer, s=sequences: AnswerDrafts(s))
+        calls, hook = _first_layer_calls(model)
+        try:
+            with pytest.warns(UserWarning, match="no seg token"):
+                fast = model.generate_contact(tok, IMAGES, queries, max_new_tokens=12, full_text=True)
+        finally:
+            hook.remove()
+        _assert_equal(fast, plain)
+        steps[name] = len(calls)
+    assert steps["none"] == 2 + 11  # one prefix batch (both images: same length), the suffixes, 11 one-token steps
+    assert steps["perfect"] <= 2 + 3 < steps["none"]  # the first token, then drafts of up to 8 tokens
+
+
+def test_drafted_steps_capture_the_same_hidden_state(tiny_model, tiny_tokenizer):
+    """The hidden state captured for a token accepted inside a drafted run is the one that predicted it."""
+    model, tok = tiny_model, tiny_tokenizer
+    queries = [{"image": 0, "prompt": _prompt(model, o)} for o in OBJECTS[:4]]
+    prompts = model._encode_prompts(tok, queries)
+    features = model.image_features(clip_preprocess(IMAGES[:1], model.config.vlm_config.vision_config.image_size))
+    lm = model.vlm.model.language_model
+
+    def run(drafts, capture):
+        return decode_shared_prefix(lm, model.vlm.lm_head, lambda ids, rows: model.embed_rows(ids, features, rows),
+                                    prompts, [0] * len(prompts), max_new_tokens=10, eos_token_id=tok.eos_token_id,
+                                    pad_token_id=tok.pad_token_id, capture_ids=capture, drafts=drafts)
+
+    own = run(None, set()).tokens
+    capture = {own[0][5]}  # a token inside row 0's answer, reached through a drafted run below
+    plain, drafted = run(None, capture), run(AnswerDrafts(own), capture)
+    assert drafted.tokens == plain.tokens == own
+    assert drafted.captured_token == plain.captured_token and plain.captured_hidden[0] is not None
+    for a, b in zip(drafted.captured_hidden, plain.captured_hidden):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, **TOL)
+
+
+def test_answer_drafts_lookup():
+    drafts = AnswerDrafts([[1, 2, 3, 4, 5], [9, 2, 7]])
+    assert drafts.propose([8, 2, 3], 2) == [4, 5]  # the longest matching ending wins ([2, 3])
+    assert drafts.propose([2], 5) == [3, 4, 5]  # first occurrence of [2]
+    assert drafts.propose([6], 3) == [] and drafts.propose([], 3) == [] and drafts.propose([1], 0) == []
+
+
+def test_growing_layer_holds_what_dynamic_layer_holds():
+    torch.manual_seed(0)
+    grow, plain = GrowingLayer(spare=3), DynamicLayer()
+    for step, (batch, tokens) in enumerate([(4, 5), (4, 1), (4, 4), (3, 1), (3, 1), (3, 7)]):
+        if step == 3:  # a row leaves the batch
+            rows = torch.tensor([0, 2, 3])
+            grow.batch_select_indices(rows)
+            plain.batch_select_indices(rows)
+        k, v = torch.randn(batch, 2, tokens, 8), torch.randn(batch, 2, tokens, 8)
+        for a, b in zip(grow.update(k, v), plain.update(k, v)):
+            assert torch.equal(a, b)
+    assert grow.get_seq_length() == plain.get_seq_length() == 19

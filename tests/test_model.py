@@ -75,7 +75,9 @@ def test_forward_shapes_and_loss(tiny_model, tiny_tokenizer):
     out = tiny_model(input_ids=ids, clip_pixel_values=clip_preprocess(IMAGES[:1], 112), labels=ids)
     assert torch.isfinite(out.loss)
     assert out.mask_logits.shape == (1, 4, 128, 128)
-    assert out.vertex_probs[0].shape == (6997,) and 0 <= out.vertex_probs[0].min() <= out.vertex_probs[0].max() <= 1
+    probs = out.vertex_probs[0]
+    assert probs.shape == (6997,) and torch.isfinite(probs).all()
+    assert probs.max() > probs.min()  # lifted from the masks vertex by vertex, not one value for the whole body
     no_seg = _encode(tiny_tokenizer, _prompt(tiny_model, answer=False))
     assert tiny_model(input_ids=no_seg, clip_pixel_values=clip_preprocess(IMAGES[:1], 112)).mask_logits is None
 

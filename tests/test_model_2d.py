@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from transformers import LogitsProcessorList
 
+import evaluate
 import model.interactvlm as interactvlm_module
 from datasets import Damon2DDataset
 from datasets.collate import Collator
+from datasets.io import DatasetFormatError
 from model.config import build_config
 from model.interactvlm import InteractVLMForCausalLM, clip_preprocess
 from model.io import attach_tokenizer, load_interactvlm, save_interactvlm
@@ -17,8 +21,12 @@ from model.lora import apply_lora
 from model.view_templates import PhotoTemplate
 from tests import fixtures_datasets as fx
 from tests.test_model import IMAGES, ForceAnswer, _answer_ids, _encode, _prompt
+from training import baselines
+from training.batches import model_inputs, sample_losses
+from training.build import warm_start
+from training.templates import check_model_kind
+from utils.evaluation import markdown_table
 from utils.metrics import pixel_contact_metrics
-from utils.training import check_model_kind, model_inputs, sample_losses
 
 
 def make_2d_model(tokenizer, seed: int = 0, **overrides) -> InteractVLMForCausalLM:
@@ -155,7 +163,7 @@ def test_mask_size_must_match_the_photo(tmp_path, body):
     ds = Damon2DDataset(tmp_path, "train", num_vertices=body.num_vertices, training=False)
     record = ds.records[0]
     fx.write_png(record.mask_paths[0], np.zeros((7, 7), np.uint8))
-    with pytest.raises(Exception, match="must match it"):
+    with pytest.raises(DatasetFormatError, match="must match it"):
         ds[0]
     assert written
 
@@ -175,11 +183,6 @@ def test_pixel_metrics_by_hand():
 
 
 def test_evaluate_scores_a_2d_model_on_pixels(tmp_path, body, model_2d, tiny_tokenizer):
-    import json
-
-    import evaluate
-    from utils.evaluation import markdown_table
-
     fx.write_damon(tmp_path / "data", body, root_name="synthcontact", two_d=True)  # the 6997-vertex body
     model_dir = save_interactvlm(model_2d, tiny_tokenizer, tmp_path / "m2d")
     report = evaluate.main(["--model-dir", str(model_dir), "--dataset", "synthcontact_h2dcontact", "--split", "train",
@@ -188,7 +191,22 @@ def test_evaluate_scores_a_2d_model_on_pixels(tmp_path, body, model_2d, tiny_tok
     assert report["kind"] == "pixels" and report["num_samples"] == 5
     saved = json.loads((tmp_path / "eval" / "results.json").read_text())
     overall = saved["semantic"]["overall"]
-    assert set(overall) >= {"f1", "precision", "recall", "giou", "ciou"} and 0 <= overall["f1"] <= 1
+    assert set(overall) >= {"f1", "precision", "recall", "giou", "ciou"}
+    # the same F1 computed here from a forward pass over the dataset evaluate.py read
+    args = evaluate.parse_args(["--dataset-dir", str(tmp_path / "data"), "--split", "train"])
+    dataset = evaluate.build_eval_dataset("synthcontact_h2dcontact", args,
+                                          evaluate.Method("m", model_2d.config, model_2d, tiny_tokenizer))
+    samples = [dataset[i] for i in range(len(dataset))]
+    batch = Collator(tiny_tokenizer, model_2d.config, training=False)(samples)
+    with torch.no_grad():
+        out = model_2d(**model_inputs(model_2d, batch))
+    first = {}
+    for k, b in enumerate(out.seg_batch_index.tolist()):
+        first.setdefault(b, k)
+    preds = [out.mask_logits[first[b]][0].float().numpy() for b in range(len(samples))]
+    direct = pixel_contact_metrics(preds, [s["masks"][0] for s in samples])
+    assert overall["f1"] == pytest.approx(direct["f1"], abs=1e-6)
+    assert overall["giou"] == pytest.approx(direct["giou"], abs=1e-6)
     assert (tmp_path / "eval" / "qualitative_00.jpg").is_file() and (tmp_path / "eval" / "pr_curve.png").is_file()
     assert "pixel F1" in markdown_table({"m": saved})
     with pytest.raises(ValueError, match="cannot mix"):
@@ -196,8 +214,6 @@ def test_evaluate_scores_a_2d_model_on_pixels(tmp_path, body, model_2d, tiny_tok
 
 
 def test_warm_start_copies_what_fits(tiny_model, tiny_tokenizer, tmp_path):
-    from utils.training import warm_start
-
     source_dir = save_interactvlm(tiny_model, tiny_tokenizer, tmp_path / "m3d")
     model = make_2d_model(tiny_tokenizer, seed=11)
     counts = warm_start(model, source_dir)
@@ -211,9 +227,6 @@ def test_warm_start_copies_what_fits(tiny_model, tiny_tokenizer, tmp_path):
 
 
 def test_mask_prior_baseline(tmp_path, body):
-    import evaluate
-    from model import baselines
-
     fx.write_damon(tmp_path / "data", body, root_name="synthcontact", two_d=True)
     out = tmp_path / "prior2d.npz"
     baselines.main(["train", "--kind", "prior2d", "--dataset", "synthcontact_h2dcontact", "--dataset-dir",

@@ -1,9 +1,13 @@
-"""The fitting package: soft silhouette vs Embree, gradients, pose recovery, input errors, the CLI end to end."""
+"""The fitting package: soft silhouette vs Embree (and vs PyTorch3D's where installed), gradients, pose recovery,
+input errors, the input-folder lookup, the CLI end to end and a benchmark smoke run."""
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from optim import render
 from optim.camera import PinholeCamera
 from optim.fitter import RECIPES, ObjectFitter, Pose
 from optim.inputs import FitInputError, FitInputs, load_input_dir
+from optim.silhouette_backends import RendererUnavailable, make_silhouette, resolve_renderer
 from optim.metrics import Symmetry
 from optim.rotations import angle_deg, rotation_about
 from optim.silhouette import SoftSilhouette, soft_iou
@@ -68,6 +73,65 @@ def test_occluder_hides_the_object():
     visible = render.mask_of([(X, f), (np.asarray(wall.vertices), np.asarray(wall.faces))], cam)
     assert ((S >= 1.0 - 1e-6) == visible).mean() > 0.995
     assert (S[np.isfinite(depth)] < 0.01).all()
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def test_pytorch3d_silhouette_matches_ours_and_embree():
+    """Runs only where PyTorch3D is installed (it is not on our CI machine)."""
+    pytest.importorskip("pytorch3d.renderer")
+    from optim.silhouette_pytorch3d import PyTorch3DSilhouette
+
+    v, f = _chair_like()
+    X = _place(v, 30.0, [0.05, 0.02, 2.0])
+    W, H = 160, 120  # not square, principal point off centre: the camera conversion must get both right
+    cam = PinholeCamera(1.6 * W, 1.6 * W, W / 2 + 7.0, H / 2 - 5.0, W, H)
+    hard = render.mask_of([(X, f)], cam)
+    ours = SoftSilhouette(f, cam, sigma_px=0.5)(torch.from_numpy(X).float()).numpy()
+    for cull in (False, True):
+        S = PyTorch3DSilhouette(f, cam, sigma_px=0.5, cull_back_faces=cull)(torch.from_numpy(X).float()).numpy()
+        assert S.shape == (H, W)
+        assert _iou(S > 0.5, hard) > 0.9 and _iou(S > 0.5, ours > 0.5) > 0.9, cull
+        # a camera convention off by half a pixel (or a flipped axis) moves the silhouette: the centroids agree
+        centroid = lambda m: np.argwhere(m).mean(0)  # noqa: E731
+        assert np.abs(centroid(S > 0.5) - centroid(hard)).max() < 0.25, cull
+    verts = torch.from_numpy(X).float().requires_grad_(True)
+    p3d = PyTorch3DSilhouette(f, cam, sigma_px=0.5)(verts)
+    p3d.sum().backward()
+    assert verts.grad is not None and torch.isfinite(verts.grad).all() and verts.grad.abs().sum() > 0
+    # the occluder hides the same pixels for both renderers
+    wall = trimesh.creation.box([0.3, 2.0, 0.01])
+    wall.apply_translation([-0.15, 0, 1.5])
+    depth = render.depth_map(np.asarray(wall.vertices), np.asarray(wall.faces), cam)
+    visible = render.mask_of([(X, f), (np.asarray(wall.vertices), np.asarray(wall.faces))], cam)
+    occluded = PyTorch3DSilhouette(f, cam, occluder_depth=depth)(torch.from_numpy(X).float()).numpy()
+    assert _iou(occluded > 0.5, visible) > 0.9
+    assert (occluded[np.isfinite(depth)] < 0.01).all()
+
+
+def test_pytorch3d_renderer_missing_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "pytorch3d", None)  # as if it were not installed
+    monkeypatch.setitem(sys.modules, "pytorch3d.renderer", None)
+    assert resolve_renderer("auto") == "torch"
+    v, f = _chair_like()
+    cam = PinholeCamera(100, 100, 32, 32, 64, 64)
+    assert isinstance(make_silhouette("auto", f, cam), SoftSilhouette)
+    with pytest.raises(RendererUnavailable, match="pip install"):
+        make_silhouette("pytorch3d", f, cam)
+    with pytest.raises(ValueError, match="unknown renderer"):
+        resolve_renderer("opengl")
+    with pytest.raises(ValueError, match="unknown renderer"):
+        replace(RECIPES["ours"], renderer="opengl")
+    inputs, _ = _synthetic_inputs()
+    assert ObjectFitter(inputs, RECIPES["ours"]).renderer == "torch"  # auto, without PyTorch3D
+    from optim.fit import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--input-dir", str(DEMO), "--output-dir", str(tmp_path / "out"), "--renderer", "pytorch3d", "--quiet"])
+    assert exit_info.value.code == 2
+    assert not (tmp_path / "out").exists()
 
 
 def _synthetic_inputs(yaw=25.0, t=(0.1, 0.05, 2.2)) -> tuple[FitInputs, Pose]:
@@ -174,6 +238,48 @@ def test_bad_inputs_get_clear_errors(tmp_path):
         load_input_dir(_copy_demo(tmp_path / "g"), object_scale=1000.0)
 
 
+def test_input_folder_photo_rule_is_the_same_for_cli_and_load_input_dir(tmp_path):
+    """One lookup for both routes: image.<ext> wins; else the folder's only photo; several candidates are refused
+    with their names; masks and overlays are never the photo."""
+    import argparse
+
+    import cv2
+
+    from optim.fit import parse_args, resolve_inputs
+
+    def cli_names(folder: Path, *extra: str) -> dict:
+        return resolve_inputs(parse_args(["--input-dir", str(folder), "--output-dir", str(tmp_path / "o"), *extra]))
+
+    folder = _copy_demo(tmp_path / "renamed")
+    (folder / "image.jpg").rename(folder / "photo.jpg")  # the only photo, under another name
+    assert cli_names(folder)["image"].name == "photo.jpg"
+    assert load_input_dir(folder).sources["image"].endswith("photo.jpg")
+
+    shutil.copy(folder / "photo.jpg", folder / "other.png")  # two candidates: both routes refuse, naming them
+    for route in (lambda: cli_names(folder), lambda: load_input_dir(folder)):
+        with pytest.raises(FitInputError, match=r"several files could be the photo \(other\.png, photo\.jpg\)"):
+            route()
+    names = cli_names(folder, "--image", str(folder / "photo.jpg"))  # ... unless the flag says which
+    assert names["image"] == folder / "photo.jpg"
+
+    folder = _copy_demo(tmp_path / "named")  # image.jpg wins over other photos; masks are never candidates
+    cv2.imwrite(str(folder / "overlay.png"), np.zeros((4, 4, 3), np.uint8))
+    shutil.copy(folder / "image.jpg", folder / "other.jpg")
+    assert cli_names(folder)["image"].name == "image.jpg"
+    assert load_input_dir(folder).sources["image"].endswith("image.jpg")
+
+    folder = _copy_demo(tmp_path / "nophoto")
+    (folder / "image.jpg").unlink()
+    for route in (lambda: cli_names(folder), lambda: load_input_dir(folder)):
+        with pytest.raises(FitInputError, match="missing inputs.*--image"):
+            route()
+    (folder / "object_mesh.ply").rename(tmp_path / "mesh.ply")  # a flag fills what the folder lacks
+    names = cli_names(folder, "--image", str(DEMO / "image.jpg"), "--object-mesh", str(tmp_path / "mesh.ply"))
+    assert names["object_mesh"] == tmp_path / "mesh.ply" and names["human"].name == "human.json"
+    with pytest.raises(FitInputError, match="--object-mesh"):
+        resolve_inputs(argparse.Namespace(**{**vars(parse_args(["--output-dir", "x"])), "image": DEMO / "image.jpg"}))
+
+
 def test_fit_cli_end_to_end(tmp_path):
     from optim.fit import main
 
@@ -194,3 +300,29 @@ def test_fit_cli_end_to_end(tmp_path):
     t_err = np.linalg.norm(np.asarray(report["pose"]["translation"]) - np.asarray(truth["translation"]))
     assert t_err < 0.05, t_err
     assert report["check"]["mask_iou"] > 0.7
+
+
+def test_fit_benchmark_smoke(tmp_path):
+    """``bench.fit`` end to end on a two-image SynthContact test split generated here: every row of the table, with
+    finite numbers, and the ground-truth pose scores zero error."""
+    data = tmp_path / "synth"
+    subprocess.run([sys.executable, "-m", "preprocess_data.synthcontact", "--output-dir", str(data), "--num-samples",
+                    "2", "--split-fractions", "0", "0", "1", "--heldout-samples", "0", "--workers", "1",
+                    "--no-progress"], check=True, cwd=REPO, capture_output=True)
+    from bench.fit import main
+
+    report = main(["--data-dir", str(data), "--splits", "test", "--max-per-split", "2", "--iterations", "10",
+                   "--renderer", "torch", "--output", str(tmp_path / "bench.json")])
+    objects = {(r["stem"], r["object"]) for r in report["rows"]}
+    assert 1 <= len(objects) <= 2
+    table = {r["method"]: r for r in report["table"]}
+    assert set(table) == {"gt pose", "init (original)", "original", "init (ours)", "ours"}
+    for method, row in table.items():
+        assert row["split"] == "test" and row["contacts"] == "gt" and row["n"] == len(objects), method
+        for key in ("t_cm", "r_deg", "chamfer_cm", "contact_gap_cm", "penetration_cm", "ok"):
+            assert math.isfinite(row[key]), (method, key)
+    assert table["gt pose"]["t_cm"] == pytest.approx(0.0, abs=1e-9) and table["gt pose"]["chamfer_cm"] < 1e-6
+    assert table["ours"]["seconds"] > 0 and table["init (ours)"]["seconds"] is None
+    assert all(r["renderer"] == "torch" for r in report["rows"] if r["method"] in ("original", "ours"))
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["table"] == report["table"]

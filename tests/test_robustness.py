@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import demo.inputs as demo_inputs
 import run_demo
 from tests.archives import targz_bytes, zip_bytes
 from utils.paths import REPO_ROOT
@@ -300,7 +301,7 @@ def test_earlier_results_need_overwrite_and_leave_nothing_stale(tmp_path, photos
 
 @needs_bundled
 def test_default_output_folder_is_replaced_on_every_run(tmp_path, photos, monkeypatch):
-    monkeypatch.setattr(run_demo, "REPO_ROOT", tmp_path / "fake_repo")
+    monkeypatch.setattr(demo_inputs, "DEFAULT_OUTPUT_ROOT", tmp_path / "fake_repo" / "outputs" / "demo")
     default = tmp_path / "fake_repo" / "outputs" / "demo" / "hcontact"
     shutil.copy(SYNTH_IMAGE, photos / "chair__second.jpg")
     assert demo("--input", photos, "--input-mode", "file") == 0
@@ -313,7 +314,7 @@ def test_default_output_folder_is_replaced_on_every_run(tmp_path, photos, monkey
 def test_default_folder_from_before_file_lists_is_adopted(tmp_path):
     """Results an older demo wrote into the default folder (no file list yet) are recognised by their layout and
     replaced; a file of the user's in there still stops the run."""
-    from utils.demo_output_folder import OutputFolder, OutputFolderError
+    from demo.output_folder import OutputFolder, OutputFolderError
 
     out = tmp_path / "hcontact"
     (out / "chair__a" / "object_template").mkdir(parents=True)
@@ -335,7 +336,7 @@ def test_default_folder_from_before_file_lists_is_adopted(tmp_path):
 
 @needs_bundled
 def test_concurrent_run_into_one_folder_is_refused(tmp_path, photos, capsys):
-    from utils.demo_output_folder import OutputFolder
+    from demo.output_folder import OutputFolder
 
     out = tmp_path / "out"
     with OutputFolder(out, replace_earlier=False) as other:
@@ -362,7 +363,7 @@ def _hdr_bytes(width: int, height: int, announce: tuple[int, int] | None = None)
 def test_opencv_only_image_is_held_to_the_pixel_limit(tmp_path):
     code = f"""
 import resource, sys
-from utils.demo_io import load_image
+from demo.photos import load_image
 try:
     load_image(sys.argv[1])
 except ValueError as err:
@@ -380,7 +381,7 @@ print("RSS_MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     base = float(baseline.stdout.split("RSS_MB")[1])
     assert rss - base < 100, (rss, base)  # refused from the header: nothing decoded
 
-    from utils.demo_io import load_image
+    from demo.photos import load_image
 
     real = tmp_path / "real.jpg"  # an honest HDR renamed .jpg still loads, downscaled in float32
     real.write_bytes(_hdr_bytes(300, 200))
@@ -628,7 +629,7 @@ class _Exploit:
 def test_hostile_checkpoint_is_refused_before_unpickling(tmp_path):
     import torch
 
-    from model.prepare_weights import UnsafeCheckpointError, check_checkpoint_files
+    from training.prepare_weights import UnsafeCheckpointError, check_checkpoint_files
 
     marker = Path("/tmp/interactvlm-pwned-marker")
     marker.unlink(missing_ok=True)

@@ -8,8 +8,11 @@ import pytest
 import torch
 
 import train
-from model.vision_pretrain import CONTACT_OFFSET, NUM_CLASSES, PREFIX, label_crop, load_pretrained_vision, patch_targets
-from utils.recipes import get_recipe
+from preprocess_data.datagen_common import RECIPE_HUMAN_VIEW_SETS
+from training.recipes import RECIPES
+from training.vision_pretrain import (NUM_PARTS, NUM_REGIONS, OBJECT_OFFSET, PREFIX, label_crop,
+                                      load_pretrained_vision, sample_targets)
+from training.recipes import get_recipe
 
 
 class _Tiny(torch.nn.Module):
@@ -58,21 +61,34 @@ def test_answer_template_puts_the_seg_token_after_the_parts(tmp_path):
     assert other["answer"] == f"The contact is at the {', '.join(sample['body_parts'])}[HSEG]."
 
 
-def test_patch_targets_are_class_fractions():
+def test_patch_targets_regions_and_contact():
     labels = np.zeros((28, 28), dtype=np.uint8)
     labels[:14, :14] = 9  # left hand, top-left patch
-    labels[:7, :14] = CONTACT_OFFSET + 9  # its upper half in contact
-    labels[14:, 14:] = 32  # an object, bottom-right patch
-    targets = patch_targets(labels, 14)
-    assert targets.shape == (4, NUM_CLASSES)
-    np.testing.assert_allclose(targets.sum(1), 1.0)
-    assert targets[0, 9] == 0.5 and targets[0, CONTACT_OFFSET + 9] == 0.5
-    assert targets[3, 32] == 1.0 and targets[1, 0] == 1.0
+    labels[14:, 14:] = OBJECT_OFFSET + 2  # object class 2 (box), bottom-right patch
+    contact = np.zeros((28, 28), dtype=bool)
+    contact[3:5, 3:5] = True  # part of the hand touches the box
+    regions, parts, objects = sample_targets(labels, {2: contact}, 28, 14)
+    assert regions.shape == (4, NUM_REGIONS) and parts.shape == (4, NUM_PARTS)
+    np.testing.assert_allclose(regions.sum(1), 1.0)
+    assert regions[0, 9] == 1.0 and regions[3, 1 + NUM_PARTS + 2] == 1.0 and regions[1, 0] == 1.0
+    assert parts[0, 8] == 1.0 and parts.sum() == 1.0  # left hand (part 9 → column 8), only in the top-left patch
+    assert objects[0, 2] == 1.0 and objects.sum() == 1.0
+    # a contact pixel the object hides names no body part, but still the object class
+    hidden = np.zeros((28, 28), dtype=bool)
+    hidden[20, 20] = True
+    _, parts, objects = sample_targets(labels, {2: hidden}, 28, 14)
+    assert parts.sum() == 0 and objects[3, 2] == 1.0
     # CLIP's crop: the shortest side to the size, centred
     wide = np.zeros((50, 100), dtype=np.uint8)
     wide[:, 50:] = 3
     cropped = label_crop(wide, 28)
     assert cropped.shape == (28, 28) and set(np.unique(cropped)) == {0, 3}
+
+
+def test_datagen_template_view_sets_are_the_recipes_view_sets():
+    used = {"4MV-Z_Vitru_mv2"} | {r.model_overrides["human_view_set"] for r in RECIPES.values()
+                                  if "human_view_set" in r.model_overrides}
+    assert set(RECIPE_HUMAN_VIEW_SETS) == used
 
 
 def test_load_pretrained_vision_checks_the_tower(tmp_path):
@@ -96,3 +112,7 @@ def test_load_pretrained_vision_checks_the_tower(tmp_path):
         load_pretrained_vision(target, tmp_path / "partial.safetensors")
     with pytest.raises(FileNotFoundError):
         load_pretrained_vision(target, tmp_path / "missing.safetensors")
+    wider = build_config("tiny", vision_image_size=224)  # another CLIP input size: other position tables
+    attach_tokenizer(wider, build_tiny_tokenizer())
+    with pytest.raises(ValueError, match="does not fit"):
+        load_pretrained_vision(InteractVLMForCausalLM(wider), tmp_path / "tower.safetensors")

@@ -18,6 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import scipy.sparse
+import smplx
+import torch
+import trimesh
+from smplx.utils import Struct
 
 __all__ = [
     "BODY_MODEL_FILES",
@@ -138,8 +143,6 @@ class _SafeUnpickler(pickle.Unpickler):
             # numpy 2 renamed numpy.core to numpy._core; pickles name whichever version wrote them
             return super().find_class(re.sub(r"^numpy\._?core", _NUMPY_CORE, module), name)
         if module.startswith("scipy.sparse") and name.endswith(("_matrix", "_array")):
-            import scipy.sparse
-
             return getattr(scipy.sparse, name)
         if module in {"builtins", "__builtin__"} and name in _BUILTIN_NAMES:
             return super().find_class(module, name)
@@ -219,9 +222,6 @@ def load_body_model(
     Pickles are read here, chumpy-free, and handed to smplx as ``data_struct`` so smplx never unpickles anything
     itself. SynthBody is an ``smplx.SMPL`` with its own extra-joint vertex ids; SMPL-H uses full (non-PCA) hand poses.
     """
-    import smplx
-    from smplx.utils import Struct
-
     key = model_type.lower()
     path = model_file_path(key, body_model_dir, gender)
     common = {"gender": gender, "num_betas": num_betas, "batch_size": batch_size}
@@ -239,8 +239,6 @@ def load_body_model(
 
 def _load_smplx(path: Path, common: dict[str, Any]) -> Any:
     """smplx.SMPLX always reads its file itself: give it the .npz, or a chumpy-free .npz copy of a .pkl."""
-    import smplx
-
     if path.suffix == ".npz":
         return smplx.SMPLX(str(path), ext="npz", **common)
     arrays = _load_arrays(path)
@@ -264,9 +262,6 @@ def vitruvian_body_pose(num_body_joints: int) -> np.ndarray:
 
 def canonical_mesh(model_type: str, body_model_dir: str | Path, gender: str = "neutral") -> Any:
     """The body in the Vitruvian pose with zero betas and identity global orientation, as a ``trimesh.Trimesh``."""
-    import torch
-    import trimesh
-
     model = load_body_model(model_type, body_model_dir, gender=gender)
     body_pose = torch.from_numpy(vitruvian_body_pose(model.NUM_BODY_JOINTS))[None]
     with torch.no_grad():

@@ -1,6 +1,6 @@
 """The one place a model's text prompt is built from its config and a question.
 
-Training (the collator), validation and evaluation (``utils.training.predict_dataset``), the demo and the benchmarks
+Training (the collator), validation and evaluation (``training.predict.predict_dataset``), the demo and the benchmarks
 all call :func:`chat_prompt`, so the prompt a model is scored with is token for token the prompt it was trained on.
 Two settings of the config shape the text: ``image_seq_length`` (one ``<image>`` placeholder per image feature) and
 ``use_im_start_end`` (``<im_start> … <im_end>`` around them; on in every released model). Building the prompt in

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import socket
 
+import torch
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -22,8 +24,6 @@ def setup_environment(prefer_cpu: bool | None = None) -> str:
 
     Must run before ``import deepspeed`` (it reads ``DS_ACCELERATOR`` at import).
     """
-    import torch
-
     device = "cpu" if prefer_cpu or not torch.cuda.is_available() else "cuda"
     if device == "cpu":
         os.environ.setdefault("DS_ACCELERATOR", "cpu")

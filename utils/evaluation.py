@@ -6,9 +6,12 @@ Used by ``evaluate.py`` for the model and for the baselines, so every number in 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
+
+import cv2
 
 import numpy as np
 
@@ -72,8 +75,6 @@ def item_from_prediction(sample: dict[str, Any], task: str, probs: np.ndarray | 
 
 def small_masks(mask_logits: np.ndarray, grid: int = DIVERSITY_GRID) -> np.ndarray:
     """``[V, H, W]`` (or ``[H, W]``) logits → ``[V, grid, grid]`` probabilities (area averaging; −inf → 0)."""
-    import cv2
-
     probs = M.sigmoid(np.asarray(mask_logits, dtype=np.float32)).astype(np.float32)
     if probs.ndim == 2:
         probs = probs[None]
@@ -302,6 +303,8 @@ def _pairwise_iou(report: dict[str, Any]) -> float | None:
 
 def write_report(report: dict[str, Any], output_dir: str | Path, name: str = "results") -> dict[str, Path]:
     """``results.json``, ``results.md``, ``per_object_f1.png`` and ``pr_curve.png`` in ``output_dir``."""
+    # here, not at the top: the Agg backend must be chosen before pyplot is imported, and only a report that
+    # draws plots should change the backend of the process that imports this module
     import matplotlib
 
     matplotlib.use("Agg")
@@ -351,39 +354,6 @@ def write_report(report: dict[str, Any], output_dir: str | Path, name: str = "re
 
 
 _TASK_TITLES = {"object_contact": "object contact", "affordance": "affordance", "pixels": "2D contact"}
-
-
-def blend_mask(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int], alpha: float = 0.5) -> np.ndarray:
-    """A copy of the uint8 RGB ``image`` with the ``mask`` pixels blended towards ``color`` (every overlay we draw)."""
-    out = image.astype(np.float32)
-    out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
-    return out.astype(np.uint8)
-
-
-def overlay_views(overlays: np.ndarray, masks: np.ndarray, valid: np.ndarray | None = None,
-                  color: tuple[int, int, int] = (255, 38, 25), alpha: float = 0.5) -> np.ndarray:
-    """2×2 grid (topfront | bottomfront / topback | bottomback) with ``masks [V,H,W]`` (bool) blended in red."""
-    views = [blend_mask(overlays[v], masks[v] if valid is None else masks[v] & valid[v], color, alpha)
-             for v in range(len(overlays))]
-    while len(views) % 2:
-        views.append(np.full_like(views[0], 255))
-    rows = [np.concatenate(views[i: i + 2], axis=1) for i in range(0, len(views), 2)]
-    return np.concatenate(rows, axis=0)
-
-
-def qualitative_panel(image: np.ndarray, overlays: np.ndarray, pred_masks: np.ndarray, gt_masks: np.ndarray | None,
-                      valid: np.ndarray | None = None) -> np.ndarray:
-    """Input photo | predicted contact (2×2 views) | ground truth (2×2 views), all at the grid's height."""
-    import cv2
-
-    pred = overlay_views(overlays, pred_masks, valid)
-    height = pred.shape[0]
-    scale = height / image.shape[0]
-    photo = cv2.resize(image, (max(1, int(round(image.shape[1] * scale))), height), interpolation=cv2.INTER_AREA)
-    parts = [photo, pred]
-    if gt_masks is not None:
-        parts.append(overlay_views(overlays, gt_masks, valid, color=(40, 170, 60)))
-    return np.concatenate(parts, axis=1)
 
 
 def combination_table(rows: dict[str, dict[str, Any]], pose_family: dict[str, str], metric: str = "f1") -> str:
@@ -439,8 +409,6 @@ USAGE = ("usage: python -m utils.evaluation table OUT.md NAME=results.json [NAME
 def main(argv: list[str] | None = None) -> None:
     """``table``: one comparison table (one per kind of report) from several reports; ``combinations``: the
     per-(pose family × object) F1 of several reports on SynthContact splits (their ``meta.jsonl`` files given)."""
-    import sys
-
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) < 3 or args[0] not in ("table", "combinations"):
         raise SystemExit(USAGE)

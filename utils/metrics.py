@@ -28,6 +28,7 @@ from os import PathLike
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import torch
 
 EPS = 1e-10
 PIAD_IOU_THRESHOLDS = np.linspace(0, 1, 20)
@@ -85,8 +86,6 @@ def logit(probs: Any, eps: float = 1e-6) -> np.ndarray:
 
 
 def _torch_dtype(name: str):
-    import torch
-
     return getattr(torch, name)
 
 

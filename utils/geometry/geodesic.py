@@ -13,6 +13,9 @@ import os
 from pathlib import Path
 
 import numpy as np
+import potpourri3d as pp3d
+import scipy.sparse as sp
+from scipy.sparse.csgraph import dijkstra
 from tqdm import tqdm
 
 from utils.geometry.raycast import validate_mesh
@@ -32,17 +35,12 @@ def compute_geodesic_matrix(vertices: np.ndarray, faces: np.ndarray, method: str
     vertices, faces = validate_mesh(vertices, faces, "geodesic mesh")
     n = len(vertices)
     if method == "heat":
-        import potpourri3d as pp3d
-
         solver = pp3d.MeshHeatMethodDistanceSolver(vertices, faces)
         dist = np.empty((n, n), dtype=np.float32)
         for i in tqdm(range(n), desc="geodesics (heat method)", disable=not progress, mininterval=2.0):
             dist[i] = solver.compute_distance(i)
     elif method == "graph":
         # Shortest paths along edges: exact on the edge graph, an over-estimate of the surface geodesic.
-        import scipy.sparse as sp
-        from scipy.sparse.csgraph import dijkstra
-
         edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
         lengths = np.linalg.norm(vertices[edges[:, 0]] - vertices[edges[:, 1]], axis=1)
         graph = sp.coo_matrix((lengths, (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()

@@ -29,6 +29,7 @@ import warnings
 from typing import Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -53,8 +54,6 @@ class _SparseMatmul(torch.autograd.Function):
 
 def _csr(rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """A CSR matrix and its transpose (duplicates summed)."""
-    import scipy.sparse as sp
-
     coo = sp.coo_matrix((values.astype(np.float32), (rows, cols)), shape=shape)
     out = []
     for m in (coo.tocsr(), coo.T.tocsr()):

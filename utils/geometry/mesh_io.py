@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import trimesh
 
 from utils.geometry.raycast import validate_mesh
 
 
 def load_mesh_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(vertices [N,3], faces [F,3])`` of a mesh file (obj/ply/glb/off/stl…); scenes are merged into one mesh."""
-    import trimesh
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"mesh file not found: {path}")
@@ -43,8 +42,6 @@ def load_point_cloud_file(path: str | Path) -> np.ndarray:
         except ValueError as err:
             raise ValueError(f"{path}: expected lines of 'x y z …' or '<id> <Obj> x y z …' ({err})") from err
     else:
-        import trimesh
-
         points = np.asarray(trimesh.load(path, process=False).vertices)
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] < 3 or len(points) == 0:

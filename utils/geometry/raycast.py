@@ -14,6 +14,8 @@ import importlib.util
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import trimesh
 
 from utils.geometry.cameras import PerspectiveCamera
 
@@ -65,8 +67,6 @@ def default_backend() -> str:
     """PyTorch3D on a GPU machine that has it, Embree everywhere else."""
     backends = available_backends()
     if "pytorch3d" in backends:
-        import torch
-
         if torch.cuda.is_available():
             return "pytorch3d"
     if "embree" in backends:
@@ -90,8 +90,7 @@ def rasterize(
 
 
 def _rasterize_embree(vertices: np.ndarray, faces: np.ndarray, camera: PerspectiveCamera, image_size: int) -> Fragments:
-    import trimesh
-    from trimesh.ray.ray_pyembree import RayMeshIntersector
+    from trimesh.ray.ray_pyembree import RayMeshIntersector  # here: embreex is optional (see available_backends)
 
     mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
     origins, directions = camera.pixel_rays(image_size)
@@ -139,7 +138,7 @@ def _barycentric(triangles: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def _rasterize_pytorch3d(vertices: np.ndarray, faces: np.ndarray, camera: PerspectiveCamera, image_size: int) -> Fragments:
-    import torch
+    # optional dependency (GPU machines only): imported when this backend is chosen
     from pytorch3d.renderer import FoVPerspectiveCameras, MeshRasterizer, RasterizationSettings
     from pytorch3d.structures import Meshes
 

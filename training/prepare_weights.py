@@ -1,6 +1,6 @@
 """Training run → release model directory: ZeRO shards → fp32 state dict → LoRA merged → ``trained_models/<name>``.
 
-    python -m model.prepare_weights --run-dir runs/interactvlm-tiny-synthcontact --name interactvlm-tiny-synthcontact
+    python -m training.prepare_weights --run-dir runs/interactvlm-tiny-synthcontact --name interactvlm-tiny-synthcontact
 
 Everything evaluation and the demo need lands in the output directory (config with the token ids, weights in
 safetensors, tokenizer, human template, view embeddings) plus ``training_config.json``, the run's recipe — the file
@@ -20,7 +20,16 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from model.io import TRAINING_OBJECTS_FILE, read_training_objects, save_interactvlm, write_training_objects
+from model.lora import apply_lora, merge_lora
+from training.build import build_model
+from training.export import write_training_config
+from utils.distributed import setup_environment
 from utils.paths import REPO_ROOT
+from training.recipes import DataSource, Recipe
 
 
 # Non-torch globals a train.py checkpoint may hold: the numpy RNG state (an array) in the client state, and DeepSpeed's
@@ -40,8 +49,6 @@ class UnsafeCheckpointError(ValueError):
 def check_checkpoint_files(tag_dir: Path) -> list[Path]:
     """Scan every ``.pt`` file of a checkpoint tag for pickled globals outside :data:`SAFE_CHECKPOINT_GLOBALS`,
     without unpickling anything; returns the files, or raises :class:`UnsafeCheckpointError` naming the file."""
-    import torch
-
     files = sorted(tag_dir.glob("*.pt"))
     if not files:
         raise FileNotFoundError(f"no checkpoint files (*.pt) in {tag_dir}")
@@ -61,9 +68,6 @@ def check_checkpoint_files(tag_dir: Path) -> list[Path]:
 
 
 def _load_module_state(path: Path) -> dict:
-    import numpy as np
-    import torch
-
     multiarray = getattr(np, "_core", None) or np.core
     allowed = [np.ndarray, np.dtype, multiarray.multiarray._reconstruct]
     allowed += [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
@@ -73,15 +77,9 @@ def _load_module_state(path: Path) -> dict:
 
 def prepare(run_dir: Path, output_dir: Path, tag: str | None = None, dataset_dir: Path | None = None,
             trust_checkpoint: bool = False) -> Path:
-    from utils.distributed import setup_environment
-
     setup_environment(prefer_cpu=True)
+    # imported here, after setup_environment: deepspeed reads DS_ACCELERATOR when it is first imported
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-
-    from model.io import save_interactvlm
-    from model.lora import apply_lora, merge_lora
-    from utils.recipes import Recipe, DataSource
-    from utils.training import build_model, write_training_config
 
     config_path = run_dir / "config.json"
     if not config_path.is_file():
@@ -97,8 +95,6 @@ def prepare(run_dir: Path, output_dir: Path, tag: str | None = None, dataset_dir
     model = apply_lora(model, use_lora=recipe.use_lora)
     # frozen weights (SAM encoder, CLIP, base LM) come from the module states file; the fp32 master copies of the
     # trained ones from the ZeRO optimizer shards
-    import torch
-
     tag = tag or (ckpt / "latest").read_text().strip()
     if not tag or "/" in tag or tag in (".", ".."):
         raise ValueError(f"{ckpt / 'latest'} names no checkpoint tag ({tag!r})")
@@ -112,8 +108,6 @@ def prepare(run_dir: Path, output_dir: Path, tag: str | None = None, dataset_dir
     model = merge_lora(model).eval()
     save_interactvlm(model, tokenizer, output_dir)
     write_training_config(output_dir, recipe)
-    from model.io import TRAINING_OBJECTS_FILE, read_training_objects, write_training_objects
-
     for export in (run_dir / "last", run_dir / "best"):  # the vocabulary train.py recorded with its exports
         objects = read_training_objects(export) if (export / TRAINING_OBJECTS_FILE).is_file() else None
         if objects is not None:

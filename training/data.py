@@ -11,7 +11,7 @@ from datasets.collate import Collator
 from datasets.mixing import MixedDataset
 from datasets.registry import build_dataset
 from utils.distributed import world_size
-from utils.recipes import DataSource, Recipe
+from training.recipes import DataSource, Recipe
 
 HUMAN_READERS = ("damon_hcontact", "synthcontact_hcontact", "lemon_hcontact", "rich_hcontact")
 HUMAN_2D_READERS = ("damon_h2dcontact", "synthcontact_h2dcontact")  # masks on the photo: no template, no valid region

@@ -1,7 +1,7 @@
 """The README's SynthContact tables in one command: the bundled model against the baselines, per split and per
 (pose family × object), human and object side.
 
-    python -m utils.synthcontact_report --model-dir trained_models/interactvlm-tiny-synthcontact \
+    python -m training.synthcontact_report --model-dir trained_models/interactvlm-tiny-synthcontact \
         --eval-dir data/synthcontact_eval --train-dir data --output docs/synthcontact_results.md
 
 ``--eval-dir`` holds a SynthContact folder generated with a seed never used in training (splits ``test`` with the
@@ -14,7 +14,7 @@ nothing else):
 * ``oracle class prior``: the same fitted on the evaluated split's own labels: the best any answer that ignores the
   image can do there;
 * ``both feet``: the two feet, whatever the image and object;
-* ``direct``: the direct per-vertex classifier baseline (``model.baselines``), when its file exists.
+* ``direct``: the direct per-vertex classifier baseline (``training.baselines``), when its file exists.
 
 Object side (``synthcontact_ocontact_canonical``): per-vertex F1 on the class templates, against the per-class
 contact frequency of the training split (threshold calibrated there).
@@ -25,13 +25,22 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
+from datasets.registry import build_dataset
+from model.io import load_interactvlm
+from preprocess_data.synthcontact_gallery import BODY_GREY, _letterbox, body_views
+from training.baselines import FrequencyPrior, load_baseline
+from training.predict import predict_dataset
+from utils.body_models import canonical_mesh, default_body_model_dir, load_part_segmentation
 from utils.metrics import deco_prf, prediction_diversity
+from utils.paths import REPO_ROOT
 
 SPLITS = ("test", "test_heldout")
 SPLIT_TITLES = {"test": "seen combinations (test)", "test_heldout": "held-out combinations"}
@@ -41,14 +50,35 @@ def pair_f1(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.asarray(deco_prf(pred, gt)["f1"], dtype=np.float64)
 
 
+ANSWER_PARTS = re.compile(r"the ([^\[]*?)\s*\[[A-Z]*SEG\]")
+
+
+def answer_parts(text: str, known: set[str]) -> set[str]:
+    """The body parts an answer names right before its seg token ("… at the left hand, right hand[HSEG]")."""
+    match = ANSWER_PARTS.search(text or "")
+    return {p.strip() for p in match.group(1).split(",")} & known if match else set()
+
+
+def part_set_f1(named: set[str], truth: set[str]) -> float:
+    if not named and not truth:
+        return 1.0
+    return 2 * len(named & truth) / (len(named) + len(truth))
+
+
+def majority_answers(train_dir: Path, model) -> dict[str, set[str]]:
+    """Per object class, the part list its training pairs name most often: the answer of a class lookup."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for r in human_dataset(model, train_dir, "train").records:
+        counts[r.class_name][tuple(sorted(r.body_parts))] += 1
+    return {name: set(c.most_common(1)[0][0]) for name, c in counts.items()}
+
+
 def split_families(data_dir: Path, split: str) -> dict[str, str]:
     metas = [json.loads(line) for line in (data_dir / "synthcontact" / split / "meta.jsonl").read_text().splitlines()]
     return {m["stem"]: m["pose_family"] for m in metas}
 
 
 def human_dataset(model, data_dir: Path, split: str):
-    from datasets.registry import build_dataset
-
     cfg = model.config
     return build_dataset("synthcontact_hcontact", data_dir, split, view_set=cfg.human_view_set, mask_size=cfg.mask_size,
                          valid_mask=model.template("human").valid.cpu().numpy(), training=False,
@@ -56,8 +86,6 @@ def human_dataset(model, data_dir: Path, split: str):
 
 
 def model_predictions(model, tokenizer, dataset, max_pairs: int | None) -> tuple[list[dict], np.ndarray, list[str]]:
-    from utils.training import predict_dataset
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         results = predict_dataset(model, tokenizer, dataset, max_pairs, progress=True)
@@ -74,8 +102,6 @@ def train_labels(train_dir: Path, model) -> tuple[list[str], np.ndarray]:
 
 
 def feet_vertices() -> np.ndarray:
-    from utils.body_models import default_body_model_dir, load_part_segmentation
-
     seg = load_part_segmentation(default_body_model_dir() / "synthbody" / "synthbody_segmentation.json")
     return np.concatenate([seg["left foot"], seg["right foot"]])
 
@@ -83,8 +109,6 @@ def feet_vertices() -> np.ndarray:
 def direct_predictions(path: Path, samples: list[dict], data_dir: Path) -> np.ndarray | None:
     if not path.is_file():
         return None
-    from model.baselines import load_baseline
-
     baseline = load_baseline("direct", path, dataset_dir=data_dir)
 
     class _List:
@@ -103,11 +127,6 @@ def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
 def gallery_rows(samples: list[dict], probs: np.ndarray, combos: list[tuple[str, str]], per_split: int, tile: int,
                  title: str) -> list[np.ndarray]:
     """Rows of photo | ground truth (4 body views) | prediction (4 body views), one per combination first."""
-    import cv2
-
-    from preprocess_data.synthcontact_gallery import BODY_GREY, _letterbox, body_views
-    from utils.body_models import canonical_mesh, default_body_model_dir
-
     canon = canonical_mesh("synthbody", default_body_model_dir())
     vertices, faces = np.asarray(canon.vertices), np.asarray(canon.faces)
     order, seen = [], set()
@@ -132,12 +151,12 @@ def gallery_rows(samples: list[dict], probs: np.ndarray, combos: list[tuple[str,
 
 
 def human_report(model, tokenizer, args) -> tuple[str, dict]:
-    from model.baselines import FrequencyPrior
-
     names_train, labels_train = train_labels(args.train_dir, model)
     prior = FrequencyPrior.fit(names_train, labels_train)
     feet = feet_vertices()
-    summary_rows, combo_rows, numbers, pictures = [], [], {}, []
+    lookup = majority_answers(args.train_dir, model)
+    known_parts = set().union(*lookup.values())
+    summary_rows, combo_rows, answer_rows, numbers, pictures = [], [], [], {}, []
     for split in SPLITS:
         dataset = human_dataset(model, args.eval_dir, split)
         samples, probs, texts = model_predictions(model, tokenizer, dataset, args.max_pairs)
@@ -159,6 +178,13 @@ def human_report(model, tokenizer, args) -> tuple[str, dict]:
         numbers[split] = {"pairs": int(keep.sum()), "semantic_f1": {m: float(v[keep].mean()) for m, v in f1.items()},
                           "diversity": {k: v for k, v in diversity.items() if not isinstance(v, np.ndarray)},
                           "answers": texts[:8]}
+        truth = [set(s["body_parts"]) for s in samples]
+        said = np.array([part_set_f1(answer_parts(t, known_parts), g) for t, g in zip(texts, truth)])
+        looked_up = np.array([part_set_f1(lookup.get(n, set()), g) for n, g in zip(names, truth)])
+        numbers[split]["answer_part_f1"] = {"model": float(said[keep].mean()), "class lookup": float(looked_up[keep].mean())}
+        answer_rows += [(SPLIT_TITLES[split], "model's answer", f"{said[keep].mean():.3f}", str(int(keep.sum()))),
+                        (SPLIT_TITLES[split], "class's most frequent training answer", f"{looked_up[keep].mean():.3f}",
+                         str(int(keep.sum())))]
         for m in methods:
             summary_rows.append((SPLIT_TITLES[split], m, f"{f1[m][keep].mean():.3f}", str(int(keep.sum()))))
         groups = defaultdict(list)
@@ -172,13 +198,13 @@ def human_report(model, tokenizer, args) -> tuple[str, dict]:
         if args.gallery:
             pictures += gallery_rows(samples, probs, combos, args.gallery_per_split, args.tile, SPLIT_TITLES[split])
     if args.gallery and pictures:
-        import cv2
-
         args.gallery.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(args.gallery), np.ascontiguousarray(np.concatenate(pictures, axis=0)[..., ::-1]),
                     [cv2.IMWRITE_PNG_COMPRESSION, 9])
     text = ["### Human contact (semantic F1 per (image, object) pair, `supporting` excluded from the totals)", "",
             table(summary_rows, ("split", "method", "semantic F1", "pairs")), "",
+            "### Does the answer follow the photo? (F1 of the body parts the answer names vs the true ones)", "",
+            table(answer_rows, ("split", "answer", "part-set F1", "pairs")), "",
             "### Per (pose family × object)", "",
             table(combo_rows, ("split", "combination", "pairs", *header_methods)), "",
             "Prediction diversity of the model (binarised at 0.5): " + "; ".join(
@@ -188,9 +214,6 @@ def human_report(model, tokenizer, args) -> tuple[str, dict]:
 
 
 def object_report(model, tokenizer, args) -> tuple[str, dict]:
-    from datasets.registry import build_dataset
-    from utils.training import predict_dataset
-
     cfg = model.config
     options = dict(view_set=cfg.object_view_set, mask_size=cfg.mask_size, training=False, token_type=cfg.token_type)
     train = build_dataset("synthcontact_ocontact_canonical", args.train_dir, "train", load_masks=False, **options)
@@ -228,9 +251,6 @@ def object_report(model, tokenizer, args) -> tuple[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from model.io import load_interactvlm
-    from utils.paths import REPO_ROOT
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact")
     parser.add_argument("--eval-dir", type=Path, required=True, help="dataset dir holding synthcontact/ (unseen seed)")

@@ -7,9 +7,9 @@
 * ``prior2d`` — for 2D models: the mean contact mask per object class in normalised photo coordinates (where in the
   picture contact with a chair usually is), threshold calibrated on the training set like ``prior``.
 
-    python -m model.baselines train --kind prior  --dataset-dir data --output trained_models/baselines/prior.npz
-    python -m model.baselines train --kind direct --dataset-dir data --output trained_models/baselines/direct.safetensors --minutes 10
-    python -m model.baselines train --kind prior2d --dataset synthcontact_h2dcontact --output trained_models/baselines/prior2d.npz
+    python -m training.baselines train --kind prior  --dataset-dir data --output trained_models/baselines/prior.npz
+    python -m training.baselines train --kind direct --dataset-dir data --output trained_models/baselines/direct.safetensors --minutes 10
+    python -m training.baselines train --kind prior2d --dataset synthcontact_h2dcontact --output trained_models/baselines/prior2d.npz
 """
 
 from __future__ import annotations
@@ -20,17 +20,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm import tqdm
+from transformers import CLIPVisionModel
 
+from datasets.registry import build_dataset
 from model.config import build_config
 from model.interactvlm import clip_preprocess
+from training.templates import ensure_human_template
+from utils.metrics import deco_prf, logit, pixel_contact_metrics
+from utils.paths import REPO_ROOT
 
 
 def _dataset(dataset_dir: Path, split: str, config, valid: np.ndarray, name: str = "synthcontact_hcontact"):
-    from datasets.registry import build_dataset
-
     return build_dataset(name, dataset_dir, split, view_set=config.human_view_set, mask_size=config.mask_size,
                          valid_mask=valid, training=False, load_masks=False)
 
@@ -56,8 +62,6 @@ class FrequencyPrior:
 
     @classmethod
     def fit(cls, names: list[str], labels: np.ndarray) -> "FrequencyPrior":
-        from utils.metrics import deco_prf
-
         per_class = {n: labels[[i for i, m in enumerate(names) if m == n]].mean(axis=0) for n in sorted(set(names))}
         raw = np.stack([per_class[n] for n in names])
         scores = {t: float(deco_prf(raw, labels, threshold=t)["f1"].mean()) for t in np.linspace(0.05, 0.95, 19)}
@@ -79,8 +83,6 @@ PRIOR_2D_GRID = 64  # the 2D prior's resolution in normalised photo coordinates
 
 
 def _resize(mask: np.ndarray, shape: tuple[int, int], interpolation: str = "area") -> np.ndarray:
-    import cv2
-
     flag = cv2.INTER_AREA if interpolation == "area" else cv2.INTER_LINEAR
     return cv2.resize(np.asarray(mask, np.float32), (int(shape[1]), int(shape[0])), interpolation=flag)
 
@@ -100,8 +102,6 @@ class MaskPrior:
 
     @classmethod
     def fit(cls, names: list[str], masks: list[np.ndarray]) -> "MaskPrior":
-        from utils.metrics import logit, pixel_contact_metrics
-
         grid = (PRIOR_2D_GRID, PRIOR_2D_GRID)
         small = np.stack([_resize(m == 1, grid) for m in masks])
         per_class = {n: small[[i for i, m in enumerate(names) if m == n]].mean(axis=0) for n in sorted(set(names))}
@@ -129,8 +129,6 @@ class DirectVertexClassifier(nn.Module):
 
     def __init__(self, vision_config, class_names: list[str], num_vertices: int, hidden: int = 256) -> None:
         super().__init__()
-        from transformers import CLIPVisionModel
-
         self.class_names = list(class_names)
         self.vision = CLIPVisionModel(vision_config)
         width = vision_config.hidden_size
@@ -158,8 +156,6 @@ class Baseline:
         for start in range(0, len(indices), batch_size):
             samples = [dataset[i] for i in indices[start: start + batch_size]]
             if self.kind == "prior2d":  # (sample, no vertices, mask logits [1, h, w], found)
-                from utils.metrics import logit
-
                 for s in samples:
                     probs = self.predictor(s["class_name"], np.shape(s["masks"])[-2:])
                     results.append((s, None, logit(probs)[None].astype(np.float32), True))
@@ -173,25 +169,15 @@ class Baseline:
         return results
 
 
-def _template(dataset_dir: Path, config):
-    from utils.training import ensure_human_template
-
-    return ensure_human_template(dataset_dir, config)
-
-
 def load_baseline(kind: str, path: Path, device: str = "cpu", dataset_dir: Path | None = None) -> Baseline:
-    from utils.paths import REPO_ROOT
-
     config = build_config("tiny")
     if path is None or not Path(path).is_file():
-        raise FileNotFoundError(f"baseline file not found: {path} (train it with `python -m model.baselines train`)")
+        raise FileNotFoundError(f"baseline file not found: {path} (train it with `python -m training.baselines train`)")
     if kind == "prior2d":
         return Baseline(kind, MaskPrior.load(Path(path)), config, None)
-    template = _template(dataset_dir or REPO_ROOT / "data", config)
+    template = ensure_human_template(dataset_dir or REPO_ROOT / "data", config)
     if kind == "prior":
         return Baseline(kind, FrequencyPrior.load(Path(path)), config, template)
-    from safetensors.torch import load_file
-
     meta = json.loads(Path(path).with_suffix(".json").read_text())
     model = DirectVertexClassifier(config.vlm_config.vision_config, meta["class_names"], meta["num_vertices"])
     model.load_state_dict(load_file(str(path)))
@@ -202,8 +188,6 @@ def train_direct(dataset, config, minutes: float, batch_size: int = 16, lr: floa
                  steps: int | None = None) -> DirectVertexClassifier:
     """Train on (image, object) → vertex labels with BCE for ``steps`` optimizer steps (a budget in samples seen,
     comparable with the model's whatever else runs on the machine) or, without ``steps``, for ``minutes``."""
-    from tqdm import tqdm
-
     torch.manual_seed(seed)
     names, labels = _labels(dataset)
     model = DirectVertexClassifier(config.vlm_config.vision_config, sorted(set(names)), labels.shape[1])
@@ -233,8 +217,6 @@ def train_direct(dataset, config, minutes: float, batch_size: int = 16, lr: floa
 
 
 def main(argv: list[str] | None = None) -> None:
-    from utils.paths import REPO_ROOT
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["train"])
     parser.add_argument("--kind", choices=["prior", "direct", "prior2d"], required=True)
@@ -249,23 +231,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     config = build_config("tiny")
     if args.kind == "prior2d":
-        from datasets.registry import build_dataset
-
         train = build_dataset(args.dataset, args.dataset_dir, "train", mask_size=args.mask_size, training=False)
         # straight from the records: the prior needs the masks and class names, not the decoded photos
         prior = MaskPrior.fit([r.class_name for r in train.records], [train.read_masks(r)[0] for r in train.records])
         prior.save(args.output)
         print(f"2D prior over {len(prior.per_class)} classes, calibrated threshold {prior.threshold:.3f} → {args.output}")
         return
-    template = _template(args.dataset_dir, config)
+    template = ensure_human_template(args.dataset_dir, config)
     train = _dataset(args.dataset_dir, "train", config, template.valid.cpu().numpy(), args.dataset)
     if args.kind == "prior":
         prior = FrequencyPrior.fit(*_labels(train))
         prior.save(args.output)
         print(f"prior over {len(prior.per_class)} classes, calibrated threshold {prior.threshold:.2f} → {args.output}")
         return
-    from safetensors.torch import save_file
-
     model = train_direct(train, config, args.minutes, batch_size=args.batch_size, seed=args.seed, steps=args.steps)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(args.output))
