@@ -23,6 +23,7 @@ import random
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -140,18 +141,14 @@ def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    device = setup_environment(prefer_cpu=args.cpu)
-    import deepspeed  # after setup_environment: it reads DS_ACCELERATOR at import
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
 
-    recipe = apply_overrides(get_recipe(args.recipe), args.overrides)
-    output_dir = args.output_dir or REPO_ROOT / "runs" / recipe.exp_name
-    ckpt_dir = output_dir / "ckpt_model"
-    torch.manual_seed(recipe.seed)
-    random.seed(recipe.seed)
-    np.random.seed(recipe.seed)
 
+def _build_model_and_data(recipe: Recipe, args: argparse.Namespace, device: str) -> tuple:
+    """The (LoRA-wrapped) model, its tokenizer and parameter counts, the training data and the validation sets."""
     model, tokenizer = build_model(recipe, device, args.dataset_dir)
     if recipe.pretrained_vision:
         path = Path(recipe.pretrained_vision)
@@ -165,8 +162,11 @@ def main(argv: list[str] | None = None) -> dict:
     train_data, collator = build_training_data(recipe, args.dataset_dir, tokenizer, model.config, human_valid)
     vocabulary = training_vocabulary(train_data)  # written with every export (the demo's out-of-vocabulary note)
     val_sets = [] if args.no_eval else build_validation_data(recipe, args.dataset_dir, model.config, human_valid)
+    return model, tokenizer, counts, train_data, collator, vocabulary, val_sets
 
-    total_steps = recipe.epochs * recipe.steps_per_epoch
+
+def _init_engine(deepspeed, model: torch.nn.Module, recipe: Recipe, total_steps: int, device: str) -> tuple:
+    """The DeepSpeed engine and its LR scheduler over AdamW with one parameter group per ``lr_scale`` prefix."""
     groups = param_groups(model, recipe)
     optimizer = torch.optim.AdamW(groups, lr=recipe.lr, betas=(0.9, 0.95), weight_decay=0.0,
                                   fused=device == "cuda")
@@ -174,108 +174,160 @@ def main(argv: list[str] | None = None) -> dict:
     engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer,
                                                    config=deepspeed_config(recipe, total_steps, device,
                                                                            [g["lr"] for g in groups]))
+    return engine, scheduler
+
+
+def _maybe_resume(engine, args: argparse.Namespace, ckpt_dir: Path, state: dict) -> None:
+    """Load the checkpoint ``--resume`` names into the engine, ``state`` and the RNGs (``auto``: only if one exists)."""
+    if not args.resume:
+        return
+    resume_dir = ckpt_dir if args.resume == "auto" else Path(args.resume)
+    if (resume_dir / "latest").is_file():
+        _, client = engine.load_checkpoint(str(resume_dir))
+        state.update({k: client[k] for k in state})
+        set_rng_state(client["rng"])
+        print(f"resumed from {resume_dir} at epoch {state['epoch']}, micro-step {state['micro_step']}")
+    elif args.resume != "auto":
+        raise FileNotFoundError(f"--resume {resume_dir}: no DeepSpeed checkpoint there (no 'latest' file)")
+
+
+def _open_run_logs(output_dir: Path, recipe: Recipe, args: argparse.Namespace, counts: dict, total_steps: int,
+                   device: str) -> SummaryWriter | None:
+    """On the main process: the run's config.json, a TensorBoard writer (and wandb if asked); None elsewhere."""
+    if not is_main_process():
+        return None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.json").write_text(json.dumps({"recipe": recipe.to_dict(), "args": {k: str(v) for k, v in vars(args).items()},
+                                                        "parameters": counts}, indent=1, default=str))
+    writer = SummaryWriter(str(output_dir / "tensorboard"))
+    if args.wandb:
+        import wandb  # optional dependency, only for --wandb
+
+        wandb.init(project="interactvlm", name=recipe.exp_name, config=recipe.to_dict(), dir=str(output_dir))
+    print(f"training {recipe.exp_name}: {counts['trainable']:,} of {counts['total']:,} parameters trainable, "
+          f"{total_steps} optimizer steps, {world_size()} process(es) on {device}")
+    return writer
+
+
+def save_resumable(engine, state: dict, ckpt_dir: Path, keep_checkpoints: int) -> None:
+    """A ZeRO checkpoint with the data position and RNG states; only the newest ``keep_checkpoints`` are kept."""
+    client = dict(state, rng=rng_state())
+    tag = f"global_step{engine.global_steps}"
+    engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
+    if is_main_process():
+        tags = sorted((p for p in ckpt_dir.glob("global_step*") if p.is_dir()), key=lambda p: int(p.name[11:]))
+        for old in tags[: -keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _epoch_progress(train_data, collator, recipe: Recipe, args: argparse.Namespace, state: dict,
+                    micro_per_epoch: int) -> tqdm:
+    """The rest of the current epoch's batches (from ``state['micro_step']``), wrapped in a progress bar."""
+    train_data.set_epoch(state["epoch"])
+    loader = torch.utils.data.DataLoader(train_data, batch_size=recipe.batch_size, collate_fn=collator,
+                                         sampler=EpochSampler(micro_per_epoch * recipe.batch_size * world_size(),
+                                                              state["micro_step"] * recipe.batch_size),
+                                         num_workers=args.workers)
+    return tqdm(loader, desc=f"epoch {state['epoch']}", initial=state["micro_step"], total=micro_per_epoch,
+                disable=not is_main_process(), mininterval=5)
+
+
+def _train_steps(engine, scheduler, progress: tqdm, state: dict, writer: SummaryWriter | None,
+                 args: argparse.Namespace, micro_per_epoch: int, save: Callable[[], None]) -> bool:
+    """Run the epoch's micro-steps; True when ``--max-steps`` was reached (the run stops)."""
+    for batch in progress:
+        out = engine(**model_inputs(engine.module, batch))
+        loss, parts = sample_losses(engine.module, out, batch)
+        if not torch.isfinite(loss):
+            state["skipped"] += 1
+            loss = sum(p.sum() for p in engine.module.parameters() if p.requires_grad) * 0.0  # keeps DeepSpeed's step count
+        engine.backward(loss)
+        boundary = engine.is_gradient_accumulation_boundary()
+        engine.step()
+        state["micro_step"] += 1
+        if boundary:
+            step = engine.global_steps
+            if writer is not None:
+                for key, value in parts.items():
+                    writer.add_scalar(f"train/{key}", value, step)
+                writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
+                writer.add_scalar("train/skipped_nonfinite", state["skipped"], step)
+                progress.set_postfix(loss=f"{parts['total']:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if args.save_every and step % args.save_every == 0 and state["micro_step"] < micro_per_epoch:
+                save()
+            if args.max_steps is not None and step >= args.max_steps:
+                return True
+    return False
+
+
+def _end_epoch(engine, tokenizer, val_sets: list, recipe: Recipe, state: dict, writer: SummaryWriter | None,
+               output_dir: Path, vocabulary, epoch: int, start: float) -> dict:
+    """Advance ``state`` to the next epoch, validate and export ``best`` when it improved; returns the epoch record."""
+    state["epoch"] += 1
+    state["micro_step"] = 0
+    record = {"epoch": epoch, "seconds": round(time.time() - start, 1)}
+    if val_sets:
+        engine.eval()
+        scores = validate(engine.module, tokenizer, val_sets, recipe)
+        engine.train()
+        record.update(scores)
+        main_score = scores["selection_score"]  # mean over the validation sets (a joint model has both sides)
+        if writer is not None:
+            for key, value in scores.items():
+                writer.add_scalar(f"val/{key}", value, epoch)
+        if main_score > state["best_score"]:
+            state["best_score"] = main_score
+            if is_main_process():
+                export_model(merge_lora, engine.module, tokenizer, output_dir / "best", recipe,
+                             training_objects=vocabulary)
+                record["saved_best"] = True
+    elif is_main_process():
+        export_model(merge_lora, engine.module, tokenizer, output_dir / "best", recipe,
+                     training_objects=vocabulary)
+    return record
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    device = setup_environment(prefer_cpu=args.cpu)
+    import deepspeed  # after setup_environment: it reads DS_ACCELERATOR at import
+
+    recipe = apply_overrides(get_recipe(args.recipe), args.overrides)
+    output_dir = args.output_dir or REPO_ROOT / "runs" / recipe.exp_name
+    ckpt_dir = output_dir / "ckpt_model"
+    seed_everything(recipe.seed)
+
+    model, tokenizer, counts, train_data, collator, vocabulary, val_sets = _build_model_and_data(recipe, args, device)
+    total_steps = recipe.epochs * recipe.steps_per_epoch
+    engine, scheduler = _init_engine(deepspeed, model, recipe, total_steps, device)
 
     state = {"epoch": 0, "micro_step": 0, "best_score": -math.inf, "skipped": 0}
-    if args.resume:
-        resume_dir = ckpt_dir if args.resume == "auto" else Path(args.resume)
-        if (resume_dir / "latest").is_file():
-            _, client = engine.load_checkpoint(str(resume_dir))
-            state.update({k: client[k] for k in state})
-            set_rng_state(client["rng"])
-            print(f"resumed from {resume_dir} at epoch {state['epoch']}, micro-step {state['micro_step']}")
-        elif args.resume != "auto":
-            raise FileNotFoundError(f"--resume {resume_dir}: no DeepSpeed checkpoint there (no 'latest' file)")
-
-    writer = None
-    if is_main_process():
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.json").write_text(json.dumps({"recipe": recipe.to_dict(), "args": {k: str(v) for k, v in vars(args).items()},
-                                                            "parameters": counts}, indent=1, default=str))
-        writer = SummaryWriter(str(output_dir / "tensorboard"))
-        if args.wandb:
-            import wandb  # optional dependency, only for --wandb
-
-            wandb.init(project="interactvlm", name=recipe.exp_name, config=recipe.to_dict(), dir=str(output_dir))
-        print(f"training {recipe.exp_name}: {counts['trainable']:,} of {counts['total']:,} parameters trainable, "
-              f"{total_steps} optimizer steps, {world_size()} process(es) on {device}")
+    _maybe_resume(engine, args, ckpt_dir, state)
+    writer = _open_run_logs(output_dir, recipe, args, counts, total_steps, device)
 
     micro_per_epoch = recipe.steps_per_epoch * recipe.grad_accumulation_steps
     history = []
 
-    def save_resumable() -> None:
-        client = dict(state, rng=rng_state())
-        tag = f"global_step{engine.global_steps}"
-        engine.save_checkpoint(str(ckpt_dir), tag=tag, client_state=client)
-        if is_main_process():
-            tags = sorted((p for p in ckpt_dir.glob("global_step*") if p.is_dir()), key=lambda p: int(p.name[11:]))
-            for old in tags[: -args.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
+    def save() -> None:
+        save_resumable(engine, state, ckpt_dir, args.keep_checkpoints)
 
     engine.train()
     stop = False
     while state["epoch"] < recipe.epochs and not stop:
         epoch = state["epoch"]
-        train_data.set_epoch(epoch)
-        loader = torch.utils.data.DataLoader(train_data, batch_size=recipe.batch_size, collate_fn=collator,
-                                             sampler=EpochSampler(micro_per_epoch * recipe.batch_size * world_size(),
-                                                                  state["micro_step"] * recipe.batch_size),
-                                             num_workers=args.workers)
-        progress = tqdm(loader, desc=f"epoch {epoch}", initial=state["micro_step"], total=micro_per_epoch,
-                        disable=not is_main_process(), mininterval=5)
+        progress = _epoch_progress(train_data, collator, recipe, args, state, micro_per_epoch)
         start = time.time()
-        for batch in progress:
-            out = engine(**model_inputs(engine.module, batch))
-            loss, parts = sample_losses(engine.module, out, batch)
-            if not torch.isfinite(loss):
-                state["skipped"] += 1
-                loss = sum(p.sum() for p in engine.module.parameters() if p.requires_grad) * 0.0  # keeps DeepSpeed's step count
-            engine.backward(loss)
-            boundary = engine.is_gradient_accumulation_boundary()
-            engine.step()
-            state["micro_step"] += 1
-            if boundary:
-                step = engine.global_steps
-                if writer is not None:
-                    for key, value in parts.items():
-                        writer.add_scalar(f"train/{key}", value, step)
-                    writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
-                    writer.add_scalar("train/skipped_nonfinite", state["skipped"], step)
-                    progress.set_postfix(loss=f"{parts['total']:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-                if args.save_every and step % args.save_every == 0 and state["micro_step"] < micro_per_epoch:
-                    save_resumable()
-                if args.max_steps is not None and step >= args.max_steps:
-                    stop = True
-                    break
+        stop = _train_steps(engine, scheduler, progress, state, writer, args, micro_per_epoch, save)
         if stop:
-            save_resumable()
+            save()
             break
-        state["epoch"] += 1
-        state["micro_step"] = 0
-        record = {"epoch": epoch, "seconds": round(time.time() - start, 1)}
-        if val_sets:
-            engine.eval()
-            scores = validate(engine.module, tokenizer, val_sets, recipe)
-            engine.train()
-            record.update(scores)
-            main_score = scores["selection_score"]  # mean over the validation sets (a joint model has both sides)
-            if writer is not None:
-                for key, value in scores.items():
-                    writer.add_scalar(f"val/{key}", value, epoch)
-            if main_score > state["best_score"]:
-                state["best_score"] = main_score
-                if is_main_process():
-                    export_model(merge_lora, engine.module, tokenizer, output_dir / "best", recipe,
-                                 training_objects=vocabulary)
-                    record["saved_best"] = True
-        elif is_main_process():
-            export_model(merge_lora, engine.module, tokenizer, output_dir / "best", recipe,
-                         training_objects=vocabulary)
+        record = _end_epoch(engine, tokenizer, val_sets, recipe, state, writer, output_dir, vocabulary, epoch, start)
         history.append(record)
         if is_main_process():
             print(json.dumps(record))
             with open(output_dir / "history.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
-        save_resumable()
+        save()
     if is_main_process() and not stop:
         export_model(merge_lora, engine.module, tokenizer, output_dir / "last", recipe,
                      training_objects=vocabulary)

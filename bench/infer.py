@@ -202,10 +202,6 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
                for obj in OBJECTS[: args.batch]]
     answer = _answer_ids(tokenizer, model, args.answer_tokens)
     max_new = len(answer) + 2
-    reps = args.repeats
-
-    def time_stage(fn: Callable[[], object]) -> tuple[float, object]:
-        return _median_time(fn, reps, device, args.min_time)
 
     def generate_contact(queries: list[dict], **kwargs):
         return model.generate_contact(tokenizer, [image], queries, max_new_tokens=max_new,
@@ -215,12 +211,39 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
     _check(generate_contact([{"image": 0, "prompt": prompts[0]}]))
     runs_before = model.view_cache.encoder_runs  # from here on the cache must serve every lookup
 
-    # ------------------------------------------------------------------ per-stage times, one query
+    st = _stage_times(model, tokenizer, template, image, prompts[0], answer, args, device)
+    e2e = _end_to_end(model, generate_contact, prompts, runs_before, args, device)
+
+    result = {
+        "preset": cfg.preset, "device": str(device), "dtype": str(model.dtype), "threads": torch.get_num_threads(),
+        "repeats": args.repeats, "min_time": args.min_time, "prompt_tokens": st["prompt_tokens"],
+        "answer_tokens": len(answer), "generated_tokens": st["generated"],
+        "views": cfg.num_views, "sam_image_size": cfg.sam_image_size, "mask_size": template.mask_size,
+        "vertices": template.num_vertices, "stages_s": st["stages"], "generate_call_s": st["generate_s"],
+        "per_token_s": st["per_token_s"], "decode_steps": st["decode_steps"], "end_to_end_s": e2e["med"],
+        "queries_per_s": e2e["qps"], "ratios": e2e["ratios"], "batch": e2e["n"], "e2e_rounds": e2e["rounds"],
+        "encoder_runs_cached": e2e["cached_runs"], "encoder_runs_uncached": e2e["uncached_runs"],
+        "cache_key_1024_s": st["key_1024_s"], "equality": e2e["equality"],
+    }
+    _print(result)
+    return result
+
+
+def _stage_times(model: InteractVLMForCausalLM, tokenizer, template, image: np.ndarray, prompt: str,
+                 answer: list[int], args, device: torch.device) -> dict:
+    """Median time of each pipeline stage for one query, run stage by stage on the outputs of the previous one."""
+    cfg = model.config
+    max_new = len(answer) + 2
+    reps = args.repeats
+
+    def time_stage(fn: Callable[[], object]) -> tuple[float, object]:
+        return _median_time(fn, reps, device, args.min_time)
+
     stages: dict[str, float] = {}
     clip_size = cfg.vlm_config.vision_config.image_size
     stages["clip_preprocess"], pixels = time_stage(lambda: clip_preprocess([image], clip_size).to(device))
     stages["clip"], features = time_stage(lambda: model.image_features(pixels))
-    ids = [tokenizer.bos_token_id] + tokenizer(prompts[0], add_special_tokens=False)["input_ids"]
+    ids = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
     input_ids = torch.tensor([ids], device=device)
     embeds = model.embed_inputs(input_ids, features)
     attention_mask = torch.ones_like(input_ids)
@@ -260,8 +283,13 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
     # cost of the cache key (hash of the render pixels) at the released 1024-px input, on this machine
     big = torch.zeros(cfg.num_views, 3, 1024, 1024)
     key_1024_s, _ = _median_time(lambda: ViewEmbeddingCache.key(big, "0" * 16), 1, torch.device("cpu"))
+    return {"stages": stages, "prompt_tokens": len(ids), "generate_s": generate_s, "generated": generated,
+            "decode_steps": decode_steps, "per_token_s": per_token_s, "key_1024_s": key_1024_s}
 
-    # ------------------------------------------------------------------ end to end, measured in alternation
+
+def _end_to_end(model: InteractVLMForCausalLM, generate_contact: Callable[..., list], prompts: list[str],
+                runs_before: int, args, device: torch.device) -> dict:
+    """End-to-end times of the cached/uncached, batched/separate and shared-prefix/today pairs, timed in alternation."""
     single = [{"image": 0, "prompt": prompts[0]}]
     batch = [{"image": 0, "prompt": p} for p in prompts]
     cached_cache = model.view_cache
@@ -288,9 +316,24 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
     equality = compare_outputs(generate_contact(batch), today())  # also the warm-up of the batched shapes
     pairs = (("cached", "uncached", "cache_speedup"), ("batched", "separate", "batch_speedup"),
              ("batched", "today", "prefix_speedup"))
+    rounds = max(args.e2e_rounds, 1)
+    times, paired = _alternate_pairs(variants, pairs, rounds, device)
+    cached_runs = cached_cache.encoder_runs - runs_before
+    med = {k: statistics.median(v) for k, v in times.items()}
+    n = len(batch)
+    qps = {"cached": 1 / med["cached"], "uncached": 1 / med["uncached"], "batched": n / med["batched"],
+           "separate": n / med["separate"], "today": n / med["today"]}
+    # per-round paired ratios (median): the throughput ratio of each pair measured side by side
+    ratios = {k: statistics.median(v) for k, v in paired.items()}
+    return {"med": med, "qps": qps, "ratios": ratios, "n": n, "rounds": rounds, "cached_runs": cached_runs,
+            "uncached_runs": uncached_runs, "equality": equality}
+
+
+def _alternate_pairs(variants: dict[str, Callable[[], object]], pairs: tuple, rounds: int,
+                     device: torch.device) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Time each (fast, slow, name) pair in A B B A order per round; returns all call times and per-round ratios."""
     times: dict[str, list[float]] = {k: [] for k in variants}
     paired: dict[str, list[float]] = {name: [] for _, _, name in pairs}
-    rounds = max(args.e2e_rounds, 1)
     for _ in range(rounds):
         # A B B A order per pair, so a slow drift of the (shared) machine cancels within the round
         for fast, slow, name in pairs:
@@ -301,26 +344,7 @@ def _run(model: InteractVLMForCausalLM, tokenizer, args, device: torch.device) -
                 times[key].append(seconds)
                 spent[key] += seconds
             paired[name].append(spent[slow] / spent[fast])
-    cached_runs = cached_cache.encoder_runs - runs_before
-    med = {k: statistics.median(v) for k, v in times.items()}
-    n = len(batch)
-    qps = {"cached": 1 / med["cached"], "uncached": 1 / med["uncached"], "batched": n / med["batched"],
-           "separate": n / med["separate"], "today": n / med["today"]}
-    # per-round paired ratios (median): the throughput ratio of each pair measured side by side
-    ratios = {k: statistics.median(v) for k, v in paired.items()}
-
-    result = {
-        "preset": cfg.preset, "device": str(device), "dtype": str(model.dtype), "threads": torch.get_num_threads(),
-        "repeats": reps, "min_time": args.min_time, "prompt_tokens": len(ids), "answer_tokens": len(answer),
-        "generated_tokens": generated,
-        "views": cfg.num_views, "sam_image_size": cfg.sam_image_size, "mask_size": template.mask_size,
-        "vertices": template.num_vertices, "stages_s": stages, "generate_call_s": generate_s,
-        "per_token_s": per_token_s, "decode_steps": decode_steps, "end_to_end_s": med, "queries_per_s": qps,
-        "ratios": ratios, "batch": n, "e2e_rounds": rounds, "encoder_runs_cached": cached_runs,
-        "encoder_runs_uncached": uncached_runs, "cache_key_1024_s": key_1024_s, "equality": equality,
-    }
-    _print(result)
-    return result
+    return times, paired
 
 
 def _print(r: dict) -> None:

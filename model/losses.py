@@ -366,6 +366,79 @@ def _first_device(*containers: MaybeTensors) -> torch.device:
     return torch.device("cpu")
 
 
+def _group_by_task(
+    tags: Sequence[str],
+    pred_masks: MaybeTensors,
+    gt_masks: MaybeTensors,
+    pred_3d: Optional[Sequence[Optional[Tensor]]],
+    gt_3d: Optional[Sequence[Optional[Tensor]]],
+) -> Dict[str, List[int]]:
+    """Sample indices per task tag, after checking the tags and that every container has one entry per sample."""
+    batch = len(tags)
+    if batch == 0:
+        raise ValueError("combine_losses: `tags` is empty; expected one task tag per sample")
+    by_task: Dict[str, List[int]] = defaultdict(list)
+    for i, tag in enumerate(tags):
+        if tag not in TASKS:
+            raise ValueError(f"combine_losses: unknown task tag {tag!r} for sample {i}; expected one of {TASKS}")
+        by_task[tag].append(i)
+    for name, seq in (("pred_masks", pred_masks), ("gt_masks", gt_masks), ("pred_3d", pred_3d), ("gt_3d", gt_3d)):
+        if seq is not None and len(seq) != batch:
+            raise ValueError(f"combine_losses: `{name}` must have one entry per sample (B = {batch}); got {len(seq)}")
+    return by_task
+
+
+def _mask_terms(
+    by_task: Dict[str, List[int]],
+    pred_masks: MaybeTensors,
+    gt_masks: MaybeTensors,
+    w: LossWeights,
+    dice_empty_views: str,
+    batch: int,
+    zero: Tensor,
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Unweighted 2D terms ``(mask_bce, mask_dice, mask_mse)``, normalised as :func:`combine_losses` documents."""
+    bce_sum, dice_sum, mse_sum = zero, zero, zero
+    for task in MASK_TASKS:
+        idx = by_task.get(task)
+        if not idx:
+            continue
+        if pred_masks is None or gt_masks is None:
+            raise ValueError(f"combine_losses: '{task}' samples need `pred_masks` and `gt_masks` ([B, V, H, W])")
+        logits = task not in PROB_TASKS
+
+        def focal(p: Tensor, t: Tensor, logits: bool = logits) -> Tensor:
+            return focal_bce_2d(p, t, alpha=w.bce_alpha, from_logits=logits)
+
+        def dice(p: Tensor, t: Tensor, logits: bool = logits) -> Tensor:
+            return dice_2d(p, t, scale=w.dice_scale, from_logits=logits, empty_views=dice_empty_views)
+
+        bce_sum = bce_sum + _sum_per_sample(focal, pred_masks, gt_masks, idx, "2D mask", "V, H, W")
+        dice_sum = dice_sum + _sum_per_sample(dice, pred_masks, gt_masks, idx, "2D mask", "V, H, W")
+        if task == "oafford":
+            mse_sum = _sum_per_sample(mse_2d, pred_masks, gt_masks, idx, "2D mask", "V, H, W") / len(idx)
+    return bce_sum / batch, dice_sum / batch, mse_sum
+
+
+def _term_3d(
+    task: str,
+    fn: Callable[[Tensor, Tensor], Tensor],
+    by_task: Dict[str, List[int]],
+    pred_3d: Optional[Sequence[Optional[Tensor]]],
+    gt_3d: Optional[Sequence[Optional[Tensor]]],
+    zero: Tensor,
+) -> Tensor:
+    """Mean 3D loss over the ``task`` samples that have a 3D prediction (``zero`` if none)."""
+    if pred_3d is None:
+        return zero
+    idx = [i for i in by_task.get(task, []) if pred_3d[i] is not None]
+    if not idx:
+        return zero
+    if gt_3d is None:
+        raise ValueError(f"combine_losses: '{task}' samples have `pred_3d` but `gt_3d` is None")
+    return _sum_per_sample(fn, pred_3d, gt_3d, idx, "3D", "N") / len(idx)
+
+
 def combine_losses(
     ce_loss: Union[Tensor, float],
     tags: Sequence[str],
@@ -405,53 +478,16 @@ def combine_losses(
     """
     w = weights if weights is not None else LossWeights()
     batch = len(tags)
-    if batch == 0:
-        raise ValueError("combine_losses: `tags` is empty; expected one task tag per sample")
-    by_task: Dict[str, List[int]] = defaultdict(list)
-    for i, tag in enumerate(tags):
-        if tag not in TASKS:
-            raise ValueError(f"combine_losses: unknown task tag {tag!r} for sample {i}; expected one of {TASKS}")
-        by_task[tag].append(i)
-    for name, seq in (("pred_masks", pred_masks), ("gt_masks", gt_masks), ("pred_3d", pred_3d), ("gt_3d", gt_3d)):
-        if seq is not None and len(seq) != batch:
-            raise ValueError(f"combine_losses: `{name}` must have one entry per sample (B = {batch}); got {len(seq)}")
+    by_task = _group_by_task(tags, pred_masks, gt_masks, pred_3d, gt_3d)
 
     if not isinstance(ce_loss, Tensor):
         ce_loss = torch.tensor(float(ce_loss), device=_first_device(pred_masks, pred_3d))
     ce = ce_loss.float()
     zero = ce.new_zeros(())
-    bce_sum, dice_sum, mse_sum = zero, zero, zero
-    for task in MASK_TASKS:
-        idx = by_task.get(task)
-        if not idx:
-            continue
-        if pred_masks is None or gt_masks is None:
-            raise ValueError(f"combine_losses: '{task}' samples need `pred_masks` and `gt_masks` ([B, V, H, W])")
-        logits = task not in PROB_TASKS
-
-        def focal(p: Tensor, t: Tensor, logits: bool = logits) -> Tensor:
-            return focal_bce_2d(p, t, alpha=w.bce_alpha, from_logits=logits)
-
-        def dice(p: Tensor, t: Tensor, logits: bool = logits) -> Tensor:
-            return dice_2d(p, t, scale=w.dice_scale, from_logits=logits, empty_views=dice_empty_views)
-
-        bce_sum = bce_sum + _sum_per_sample(focal, pred_masks, gt_masks, idx, "2D mask", "V, H, W")
-        dice_sum = dice_sum + _sum_per_sample(dice, pred_masks, gt_masks, idx, "2D mask", "V, H, W")
-        if task == "oafford":
-            mse_sum = _sum_per_sample(mse_2d, pred_masks, gt_masks, idx, "2D mask", "V, H, W") / len(idx)
-    mask_bce = bce_sum / batch
-    mask_dice = dice_sum / batch
-    mask_mse = mse_sum
+    mask_bce, mask_dice, mask_mse = _mask_terms(by_task, pred_masks, gt_masks, w, dice_empty_views, batch, zero)
 
     def term_3d(task: str, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-        if pred_3d is None:
-            return zero
-        idx = [i for i in by_task.get(task, []) if pred_3d[i] is not None]
-        if not idx:
-            return zero
-        if gt_3d is None:
-            raise ValueError(f"combine_losses: '{task}' samples have `pred_3d` but `gt_3d` is None")
-        return _sum_per_sample(fn, pred_3d, gt_3d, idx, "3D", "N") / len(idx)
+        return _term_3d(task, fn, by_task, pred_3d, gt_3d, zero)
 
     hcontact_3d = term_3d("hcontact", focal_bce_3d)
     oafford_3d = term_3d("oafford", affordance_3d)

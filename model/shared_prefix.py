@@ -326,6 +326,50 @@ def decode_shared_prefix(
                        draft_length=draft_length)
 
 
+def _choose_tokens(logits: torch.Tensor, logits_processor: LogitsProcessorList | None,
+                   generated: list[list[int]], active: list[int], pad_token_id: int) -> list[list[int]]:
+    """Greedy choices ``[rows][T]`` of one step; a ``logits_processor`` sees the whole batch, as in ``generate``."""
+    if logits_processor is None:
+        return logits.argmax(-1).tolist()  # [rows][T]
+    batch = len(generated)
+    # one token per step here: T = 1
+    step = len(generated[active[0]])
+    scores = logits[:, 0]
+    if len(active) < batch:  # processors see the whole batch, as in generate (finished rows: zeros)
+        scores = logits.new_zeros(batch, logits.shape[-1]).index_copy_(
+            0, torch.tensor(active, device=logits.device), scores)
+    ids = torch.tensor([row + [pad_token_id] * (step - len(row)) for row in generated], dtype=torch.long,
+                       device=logits.device)
+    scores = logits_processor(ids.reshape(batch, step), scores)
+    if len(active) < batch:
+        scores = scores[torch.tensor(active, device=logits.device)]
+    return [[token] for token in scores.argmax(-1).tolist()]
+
+
+def _accept_tokens(chosen: list[list[int]], hidden: torch.Tensor, active: list[int], fed_drafts: list[list[int]],
+                   generated: list[list[int]], captured_hidden: list[torch.Tensor | None],
+                   captured_token: list[int | None], capture_ids: set[int], stop: set[int],
+                   max_new_tokens: int) -> tuple[list[int], list[int]]:
+    """Append each active row's confirmed tokens (capturing the first ``capture_ids`` hidden state) in place.
+
+    Returns ``(still, accepted)``: positions (within the active rows) that keep decoding, and per active row how
+    many of this step's inputs were right (its valid new keys)."""
+    still: list[int] = []
+    accepted: list[int] = []
+    for j, (row, predicted) in enumerate(zip(active, chosen)):
+        draft, out = fed_drafts[j], generated[row]
+        for i, token in enumerate(predicted):
+            out.append(token)
+            if token in capture_ids and captured_hidden[row] is None:
+                captured_hidden[row], captured_token[row] = hidden[j, i], token
+            if token in stop or len(out) >= max_new_tokens or i == len(draft) or token != draft[i]:
+                break
+        accepted.append(i + 1)
+        if out[-1] not in stop and len(out) < max_new_tokens:
+            still.append(j)
+    return still, accepted
+
+
 def _decode(language_model, lm_head, embed, prompts, prompt_images, *, max_new_tokens, eos_token_id, pad_token_id,
             capture_ids, stop_token_ids, logits_processor, drafts, draft_length) -> DecodedRows:
     device = language_model.get_input_embeddings().weight.device  # where the ids go (the LM's first device)
@@ -367,33 +411,9 @@ def _decode(language_model, lm_head, embed, prompts, prompt_images, *, max_new_t
     embeddings = language_model.get_input_embeddings()
     while True:
         logits = lm_head(hidden).float()  # [rows, T, vocab]
-        if logits_processor is not None:  # one token per step here: T = 1
-            step = len(generated[active[0]])
-            scores = logits[:, 0]
-            if len(active) < batch:  # processors see the whole batch, as in generate (finished rows: zeros)
-                scores = logits.new_zeros(batch, logits.shape[-1]).index_copy_(
-                    0, torch.tensor(active, device=logits.device), scores)
-            ids = torch.tensor([row + [pad_token_id] * (step - len(row)) for row in generated], dtype=torch.long,
-                               device=logits.device)
-            scores = logits_processor(ids.reshape(batch, step), scores)
-            if len(active) < batch:
-                scores = scores[torch.tensor(active, device=logits.device)]
-            chosen = [[token] for token in scores.argmax(-1).tolist()]
-        else:
-            chosen = logits.argmax(-1).tolist()  # [rows][T]
-        still: list[int] = []  # positions (within the active rows) that keep decoding
-        accepted: list[int] = []  # per active row: how many of this step's inputs were right (its valid new keys)
-        for j, (row, predicted) in enumerate(zip(active, chosen)):
-            draft, out = fed_drafts[j], generated[row]
-            for i, token in enumerate(predicted):
-                out.append(token)
-                if token in capture_ids and captured_hidden[row] is None:
-                    captured_hidden[row], captured_token[row] = hidden[j, i], token
-                if token in stop or len(out) >= max_new_tokens or i == len(draft) or token != draft[i]:
-                    break
-            accepted.append(i + 1)
-            if out[-1] not in stop and len(out) < max_new_tokens:
-                still.append(j)
+        chosen = _choose_tokens(logits, logits_processor, generated, active, pad_token_id)
+        still, accepted = _accept_tokens(chosen, hidden, active, fed_drafts, generated, captured_hidden,
+                                         captured_token, capture_ids, stop, max_new_tokens)
         if not still:
             break
         width = hidden.shape[1]

@@ -191,7 +191,8 @@ def body_parts(ids: np.ndarray, segmentation: Mapping[str, np.ndarray]) -> list[
 
 
 @contextmanager
-def _single_threaded_children():
+def single_threaded_children():
+    """Workers spawned inside see one BLAS/OpenMP thread each (they run side by side on the cores)."""
     keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
     saved = {k: os.environ.get(k) for k in keys}
     os.environ.update({k: "1" for k in keys})  # inherited by spawned workers only
@@ -229,7 +230,7 @@ def run_jobs(fn: Callable[[Any], Any], jobs: Sequence[Any], *, workers: int = 1,
         else:
             context = mp.get_context("spawn")
             chunksize = max(1, min(16, len(jobs) // (workers * 8)))
-            with _single_threaded_children(), context.Pool(min(workers, len(jobs)), initializer, initargs) as pool:
+            with single_threaded_children(), context.Pool(min(workers, len(jobs)), initializer, initargs) as pool:
                 for result in pool.imap_unordered(fn, jobs, chunksize=chunksize):
                     results.append(result)
                     bar.update(1)

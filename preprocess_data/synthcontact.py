@@ -38,7 +38,7 @@ import numpy as np
 from preprocess_data import synthcontact_geometry as geo
 from preprocess_data import synthcontact_render as rend
 from preprocess_data import synthcontact_scene as sc
-from preprocess_data.datagen_common import write_bytes, write_png
+from preprocess_data.datagen_common import single_threaded_children, write_bytes, write_png
 from utils.paths import REPO_ROOT
 
 DATASET_NAME = "SynthContact"
@@ -188,8 +188,6 @@ class SynthContactGenerator:
     # -- generation ------------------------------------------------------------------------------------------------
 
     def generate(self, split: str, index: int) -> Sample:
-        from utils.geometry.projection import contact_masks
-
         cfg = self.config
         rng = sample_rng(cfg.seed, split, index)
         combos = combinations_for(split)
@@ -203,34 +201,9 @@ class SynthContactGenerator:
         object_meta: list[dict] = []
 
         for obj in scene.objects:
-            spacing = sc.MESH_SPACING["supporting" if obj.name == "supporting" else
-                                      "small" if obj.name in ("bottle", "baseball_bat", "sports_ball") else "default"]
-            sdf = geo.object_sdf(v, obj.parts)
-            ids = np.flatnonzero(sdf <= sc.EPSILON)
-            # box faces are finely tessellated only where the body comes close (the only place object-side contact
-            # can occur); elsewhere coarse cells render identically and keep the scene cheap to ray-cast
-            near = v[sdf <= sc.EPSILON + sc.FINE_MARGIN]
-            window = ((near.min(0) - sc.FINE_MARGIN, near.max(0) + sc.FINE_MARGIN) if len(near)
-                      else (np.full(3, np.inf), np.full(3, -np.inf)))
-            verts, faces = geo.object_mesh(obj.parts, spacing, window, sc.COARSE_SPACING)
-            obj_contact = surface.contact(verts, sc.EPSILON).astype(np.float32)
-            if obj.interaction == "none" and (len(ids) or obj_contact.any()):
-                raise AssertionError(f"untouched {obj.name} has contact")  # excluded by the placement
-            colors, base = rend.object_colors(rng, obj.name, verts)
-            objects.append(SampleObject(obj.name, verts, faces, colors, ids, obj_contact))
-            object_meta.append({
-                "name": obj.name, "type": obj.name, "interaction": obj.interaction if len(ids) else "none",
-                "intended_interaction": obj.interaction, "parts": obj.parts,
-                "size": {k: round(float(x), 6) for k, x in obj.size.items()},
-                "pose": {"position": [round(float(x), 6) for x in obj.position], "yaw_deg": round(float(obj.yaw_deg), 4)},
-                "color": base, "mesh_spacing": spacing, "mesh_coarse_spacing": sc.COARSE_SPACING,
-                "mesh_fine_window": ([np.round(window[0], 6).tolist(), np.round(window[1], 6).tolist()]
-                                     if len(near) else None),
-                "num_vertices": int(len(verts)), "num_faces": int(len(faces)),
-                "ply": f"objects/{stem_of(split, index)}__{obj.name}.ply",
-                "contact_vertices": [int(i) for i in ids],
-                "object_contact_vertices": [int(i) for i in np.flatnonzero(obj_contact)],
-            })
+            sample_object, meta_entry = self._build_object(rng, obj, v, surface, split, index)
+            objects.append(sample_object)
+            object_meta.append(meta_entry)
 
         body_rgb, body_color_info = rend.body_colors(rng, self.ctx.segmentation, len(v))
         all_v = np.concatenate([v] + [o.vertices for o in objects])
@@ -240,33 +213,14 @@ class SynthContactGenerator:
         # the ground only hides soles, which no camera above it can see anyway
         occluders = np.concatenate([v] + [o.vertices for o in objects if o.name != "supporting"])
 
-        contact_ids = [o.contact_ids for o in objects if o.name != "supporting" and len(o.contact_ids)]
-        if not contact_ids:
-            contact_ids = [o.contact_ids for o in objects if len(o.contact_ids)]
-        contact_points = v[np.unique(np.concatenate(contact_ids))] if contact_ids else np.zeros((0, 3))
-        object_parts = [o.parts for o in scene.objects]
-        try:
-            camera = rend.sample_camera(rng, v, occluders, contact_points, object_parts, lying=family == "lying")
-        except geo.PlacementFailure:  # very rare: every direction tried was blocked; keep drawing (deterministic)
-            camera = rend.sample_camera(rng, v, occluders, contact_points, object_parts, lying=family == "lying",
-                                        tries=60)
+        camera = self._sample_camera(rng, v, objects, occluders, scene, family)
         light = rend.sample_light(rng, camera)
         bg, bg_info = rend.background(rng, camera.height, camera.width)
         noise = float(rng.uniform(0.0, 0.02))
         image, frags = rend.render_rgb(all_v, all_f, all_c, camera, light, bg, noise, rng)
         jpeg = rend.encode_jpeg(image, cfg.jpeg_quality)
 
-        masks, masks_2d, body_frags = {}, {}, None
-        for o, om in zip(objects, object_meta):
-            om["contact_pixels_2d"] = 0
-            if len(o.contact_ids):
-                labels = np.zeros(len(v), dtype=np.float32)
-                labels[o.contact_ids] = 1.0
-                masks[o.name] = contact_masks(labels, self.maps, min_vertices=MIN_VERTICES)
-                if body_frags is None:  # the body alone: objects must not hide the contact they make
-                    body_frags = rend.render_body_fragments(v, self.ctx.faces, camera)
-                masks_2d[o.name] = rend.contact_mask_2d(body_frags, self.ctx.faces, labels)
-                om["contact_pixels_2d"] = int(masks_2d[o.name].sum())
+        masks, masks_2d, body_frags = self._contact_masks(objects, object_meta, v, camera)
         visible_body = int(((frags.face_ids >= 0) & (frags.face_ids < len(self.ctx.faces))).sum())
         labels_2d = self.pixel_labels(frags.face_ids, objects)
         body_pixels = visible_body if body_frags is None else int((body_frags.face_ids >= 0).sum())
@@ -302,6 +256,73 @@ class SynthContactGenerator:
                              "parts": {name: i + 1 for i, name in enumerate(self.ctx.part_names)},
                              "objects": {o.name: LABEL_OBJECT_OFFSET + sc.OBJECT_NAMES.index(o.name) for o in objects}}
         return Sample(split, index, stem, jpeg, objects, masks, masks_2d, meta, labels_2d)
+
+    def _build_object(self, rng: np.random.Generator, obj, v: np.ndarray, surface: "geo.BodySurface", split: str,
+                      index: int) -> tuple[SampleObject, dict]:
+        """Mesh, contact ground truth, colours and metadata of one scene object (draws its colours from ``rng``)."""
+        spacing = sc.MESH_SPACING["supporting" if obj.name == "supporting" else
+                                  "small" if obj.name in ("bottle", "baseball_bat", "sports_ball") else "default"]
+        sdf = geo.object_sdf(v, obj.parts)
+        ids = np.flatnonzero(sdf <= sc.EPSILON)
+        # box faces are finely tessellated only where the body comes close (the only place object-side contact
+        # can occur); elsewhere coarse cells render identically and keep the scene cheap to ray-cast
+        near = v[sdf <= sc.EPSILON + sc.FINE_MARGIN]
+        window = ((near.min(0) - sc.FINE_MARGIN, near.max(0) + sc.FINE_MARGIN) if len(near)
+                  else (np.full(3, np.inf), np.full(3, -np.inf)))
+        verts, faces = geo.object_mesh(obj.parts, spacing, window, sc.COARSE_SPACING)
+        obj_contact = surface.contact(verts, sc.EPSILON).astype(np.float32)
+        if obj.interaction == "none" and (len(ids) or obj_contact.any()):
+            raise AssertionError(f"untouched {obj.name} has contact")  # excluded by the placement
+        colors, base = rend.object_colors(rng, obj.name, verts)
+        meta_entry = {
+            "name": obj.name, "type": obj.name, "interaction": obj.interaction if len(ids) else "none",
+            "intended_interaction": obj.interaction, "parts": obj.parts,
+            "size": {k: round(float(x), 6) for k, x in obj.size.items()},
+            "pose": {"position": [round(float(x), 6) for x in obj.position], "yaw_deg": round(float(obj.yaw_deg), 4)},
+            "color": base, "mesh_spacing": spacing, "mesh_coarse_spacing": sc.COARSE_SPACING,
+            "mesh_fine_window": ([np.round(window[0], 6).tolist(), np.round(window[1], 6).tolist()]
+                                 if len(near) else None),
+            "num_vertices": int(len(verts)), "num_faces": int(len(faces)),
+            "ply": f"objects/{stem_of(split, index)}__{obj.name}.ply",
+            "contact_vertices": [int(i) for i in ids],
+            "object_contact_vertices": [int(i) for i in np.flatnonzero(obj_contact)],
+        }
+        return SampleObject(obj.name, verts, faces, colors, ids, obj_contact), meta_entry
+
+    @staticmethod
+    def _sample_camera(rng: np.random.Generator, v: np.ndarray, objects: list[SampleObject], occluders: np.ndarray,
+                       scene, family: str):
+        """A camera aimed at the body's contact points (contact with non-support objects preferred)."""
+        contact_ids = [o.contact_ids for o in objects if o.name != "supporting" and len(o.contact_ids)]
+        if not contact_ids:
+            contact_ids = [o.contact_ids for o in objects if len(o.contact_ids)]
+        contact_points = v[np.unique(np.concatenate(contact_ids))] if contact_ids else np.zeros((0, 3))
+        object_parts = [o.parts for o in scene.objects]
+        try:
+            camera = rend.sample_camera(rng, v, occluders, contact_points, object_parts, lying=family == "lying")
+        except geo.PlacementFailure:  # very rare: every direction tried was blocked; keep drawing (deterministic)
+            camera = rend.sample_camera(rng, v, occluders, contact_points, object_parts, lying=family == "lying",
+                                        tries=60)
+        return camera
+
+    def _contact_masks(self, objects: list[SampleObject], object_meta: list[dict], v: np.ndarray, camera):
+        """Per-object view masks and 2D contact masks of the body; fills each ``contact_pixels_2d`` entry in place.
+
+        Returns ``(masks, masks_2d, body_frags)``; ``body_frags`` is ``None`` when no object touches the body."""
+        from utils.geometry.projection import contact_masks
+
+        masks, masks_2d, body_frags = {}, {}, None
+        for o, om in zip(objects, object_meta):
+            om["contact_pixels_2d"] = 0
+            if len(o.contact_ids):
+                labels = np.zeros(len(v), dtype=np.float32)
+                labels[o.contact_ids] = 1.0
+                masks[o.name] = contact_masks(labels, self.maps, min_vertices=MIN_VERTICES)
+                if body_frags is None:  # the body alone: objects must not hide the contact they make
+                    body_frags = rend.render_body_fragments(v, self.ctx.faces, camera)
+                masks_2d[o.name] = rend.contact_mask_2d(body_frags, self.ctx.faces, labels)
+                om["contact_pixels_2d"] = int(masks_2d[o.name].sum())
+        return masks, masks_2d, body_frags
 
     def pixel_labels(self, face_ids: np.ndarray, objects: list[SampleObject]) -> np.ndarray:
         """The image's label map from the scene's own fragments (what the camera sees): the body part of the body
@@ -527,31 +548,12 @@ def _repair_meta_tail(path: Path) -> None:
                 handle.write(b"\n")
 
 
-def run(
-    output_dir: str | Path,
-    config: GeneratorConfig,
-    workers: int = 2,
-    overwrite: bool = False,
-    body_model_dir: str | Path | None = None,
-    template_dir: str | Path | None = None,
-    progress: bool = True,
-) -> dict:
-    """Generate (or resume) a dataset; returns the final splits.json content."""
-    from tqdm import tqdm
+def _pending_tasks(out_dir: Path, counts: dict[str, int]) -> tuple[list[tuple[str, str, int]], int]:
+    """Samples still to generate as ``(out_dir, split, index)`` tasks, and how many are complete on disk already.
 
-    from utils.body_models import default_body_model_dir, load_part_segmentation
+    Creates the split folders and repairs a ``meta.jsonl`` cut short by an interrupted run."""
     from utils.geometry.views import get_view_set
 
-    start = time.time()
-    out_dir = Path(output_dir).resolve()
-    check_output_dir(out_dir, config, overwrite)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    previous = {}
-    if (out_dir / "splits.json").is_file():
-        previous = json.loads((out_dir / "splits.json").read_text())
-    (out_dir / "splits.json").write_text(json.dumps(_splits_json(config, False), indent=1))
-
-    counts = config.counts()
     view_names = get_view_set(VIEW_SET).view_names
     tasks: list[tuple[str, str, int]] = []
     skipped = 0
@@ -567,35 +569,61 @@ def run(
                 skipped += 1
                 continue
             tasks.append((str(out_dir), split, index))
+    return tasks, skipped
+
+
+def _generate_tasks(tasks: list[tuple[str, str, int]], out_dir: Path, config: GeneratorConfig, body_dir: str | None,
+                    tmpl_dir: str | None, workers: int, bar) -> None:
+    """Generate and write ``tasks`` in this process (``workers <= 1``) or a spawned pool, appending each meta line."""
+    if workers <= 1:
+        generator = SynthContactGenerator(config, body_dir, tmpl_dir)
+        for task in tasks:
+            meta = generator.generate_and_write(Path(task[0]), task[1], task[2])
+            _append_meta(out_dir / meta["split"] / "meta.jsonl", meta)
+            bar.update(1)
+    else:
+        import multiprocessing as mp
+
+        context = mp.get_context("spawn")
+        with single_threaded_children(), context.Pool(workers, initializer=_init_worker,
+                                                      initargs=(config, body_dir, tmpl_dir)) as pool:
+            for meta in pool.imap_unordered(_work, tasks, chunksize=2):
+                _append_meta(out_dir / meta["split"] / "meta.jsonl", meta)
+                bar.update(1)
+
+
+def run(
+    output_dir: str | Path,
+    config: GeneratorConfig,
+    workers: int = 2,
+    overwrite: bool = False,
+    body_model_dir: str | Path | None = None,
+    template_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Generate (or resume) a dataset; returns the final splits.json content."""
+    from tqdm import tqdm
+
+    from utils.body_models import default_body_model_dir, load_part_segmentation
+
+    start = time.time()
+    out_dir = Path(output_dir).resolve()
+    check_output_dir(out_dir, config, overwrite)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    previous = {}
+    if (out_dir / "splits.json").is_file():
+        previous = json.loads((out_dir / "splits.json").read_text())
+    (out_dir / "splits.json").write_text(json.dumps(_splits_json(config, False), indent=1))
+
+    counts = config.counts()
+    tasks, skipped = _pending_tasks(out_dir, counts)
 
     bar = tqdm(total=len(tasks) + skipped, initial=skipped, desc="SynthContact", unit="sample", disable=not progress,
                smoothing=0.05)
     body_dir = str(body_model_dir) if body_model_dir else None
     tmpl_dir = str(template_dir) if template_dir else None
     if tasks:
-        if workers <= 1:
-            generator = SynthContactGenerator(config, body_dir, tmpl_dir)
-            for task in tasks:
-                meta = generator.generate_and_write(Path(task[0]), task[1], task[2])
-                _append_meta(out_dir / meta["split"] / "meta.jsonl", meta)
-                bar.update(1)
-        else:
-            import multiprocessing as mp
-
-            saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-            os.environ.update({k: "1" for k in saved})  # inherited by the spawned workers only
-            try:
-                context = mp.get_context("spawn")
-                with context.Pool(workers, initializer=_init_worker, initargs=(config, body_dir, tmpl_dir)) as pool:
-                    for meta in pool.imap_unordered(_work, tasks, chunksize=2):
-                        _append_meta(out_dir / meta["split"] / "meta.jsonl", meta)
-                        bar.update(1)
-            finally:
-                for k, value in saved.items():
-                    if value is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = value
+        _generate_tasks(tasks, out_dir, config, body_dir, tmpl_dir, workers, bar)
     bar.close()
 
     segmentation = load_part_segmentation(

@@ -260,13 +260,10 @@ def normalized_cams(view_dict: dict) -> torch.Tensor:
     return torch.stack([normalize_cam_params(v) for v in view_dict["cam_params"].values()])
 
 
-def train_model(original: Path, work: Path, spec: dict) -> Path:
-    """The ``train.py`` recipe for the config's arguments, a short fine-tune, then a ``zero_to_fp32``-style dump."""
+def _train_args_and_tokenizer(original: Path, spec: dict):
+    """The original ``train.py``'s arguments for the config and its tokenizer with the added tokens."""
     import transformers
-    from peft import LoraConfig, get_peft_model
 
-    from model.InteractVLM import InteractVLMForCausalLM
-    from model.llava.mm_utils import tokenizer_image_token
     from preprocess_data.constants import HUMAN_VIEW_DICT, OBJS_VIEW_DICT
     from utils.utils import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, add_new_tokens
 
@@ -291,6 +288,14 @@ def train_model(original: Path, work: Path, spec: dict) -> Path:
     os.makedirs(args.log_dir, exist_ok=True)
     with open(os.path.join(args.log_dir, "config.json"), "w") as f:
         json.dump(vars(args), f, indent=4)
+    return args, tokenizer
+
+
+def _lora_model(args, tokenizer):
+    """``train.py``'s model: InteractVLM in fp32 with its vision modules, LoRA on the language model's linears."""
+    from peft import LoraConfig, get_peft_model
+
+    from model.InteractVLM import InteractVLMForCausalLM
 
     model_args = {k: getattr(args, a) for k, a in (
         ("train_mask_decoder", "train_mask_decoder"), ("img_emb_len", "img_emb_len"), ("out_dim", "out_dim"),
@@ -330,9 +335,13 @@ def train_model(original: Path, work: Path, spec: dict) -> Path:
                              lora_dropout=args.lora_dropout, bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, lora_config)
     model.resize_token_embeddings(len(tokenizer))
+    return model
 
-    # a short teacher-forced fine-tune: the language side learns the answers, so greedy decoding emits seg tokens
-    gen = torch.Generator().manual_seed(spec["seed"])
+
+def _fine_tune(model, tokenizer, spec: dict, gen: torch.Generator) -> None:
+    """A short teacher-forced fine-tune of LoRA, ``lm_head`` and embeddings on the spec's question/answer samples."""
+    from model.llava.mm_utils import tokenizer_image_token
+
     inner = model.base_model.model
     trainable = [p for n, p in model.named_parameters()
                  if any(x in n for x in ("lora_", "lm_head", "embed_tokens"))]
@@ -368,6 +377,9 @@ def train_model(original: Path, work: Path, spec: dict) -> Path:
     print(f"fine-tune: {step + 1} steps, mean CE {total / len(samples):.4f}")
     model.eval()
 
+
+def _randomize_untrained(model, gen: torch.Generator) -> None:
+    """Random values for the trained modules the fine-tune leaves alone, drawn from ``gen``."""
     # every other trained module random (SAM: few distinct values, so the committed fixture stays small in git)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -383,6 +395,26 @@ def train_model(original: Path, work: Path, spec: dict) -> Path:
                     param.copy_(signs * keep * scale * 2)
             elif any(x in name for x in ("text_hidden_fcs", "cam_pose_encoder", "attention_splitter")):
                 param.add_(torch.randn(param.shape, generator=gen) * 0.05)
+
+
+def train_model(original: Path, work: Path, spec: dict) -> Path:
+    """The ``train.py`` recipe for the config's arguments, a short fine-tune, then a ``zero_to_fp32``-style dump."""
+    # imported up front, in this order, before the tokenizer loads (the helpers import the names they use again)
+    import transformers  # noqa: F401
+    from peft import LoraConfig, get_peft_model  # noqa: F401
+
+    from model.InteractVLM import InteractVLMForCausalLM  # noqa: F401
+    from model.llava.mm_utils import tokenizer_image_token  # noqa: F401
+    from preprocess_data.constants import HUMAN_VIEW_DICT, OBJS_VIEW_DICT  # noqa: F401
+    from utils.utils import DEFAULT_IM_END_TOKEN, DEFAULT_IM_START_TOKEN, add_new_tokens  # noqa: F401
+
+    args, tokenizer = _train_args_and_tokenizer(original, spec)
+    model = _lora_model(args, tokenizer)
+
+    # a short teacher-forced fine-tune: the language side learns the answers, so greedy decoding emits seg tokens
+    gen = torch.Generator().manual_seed(spec["seed"])
+    _fine_tune(model, tokenizer, spec, gen)
+    _randomize_untrained(model, gen)
     state = {k: v.detach().float().clone() for k, v in model.state_dict().items()}
     weight = Path(args.log_dir) / "pytorch_model.bin"
     torch.save(state, weight)
