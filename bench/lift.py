@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from utils.geometry.lifting import LOGIT_CLAMP, Lifter
+from model.lifting import LOGIT_CLAMP, Lifter
 from utils.geometry.lifting_maps import LiftingMaps
 from utils.geometry.raycast import rasterize
 from utils.geometry.views import get_view_set

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from utils.body_models import canonical_mesh, default_body_model_dir, load_part_segmentation
-from utils.geometry.lifting import Lifter
+from model.lifting import Lifter
 from utils.geometry.projection import contact_masks, visible_vertices
 from utils.geometry.template_views import load_template, render_template
 from utils.geometry.views import get_view_set

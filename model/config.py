@@ -38,7 +38,7 @@ class InteractVLMConfig(PreTrainedConfig):
     human_template: body model of the human renders / lifting maps (``smplh`` for released models, ``synthbody``
         for the bundled tiny one).
     mask_size: resolution of predicted masks and lifting maps (1024 released; smaller for tiny).
-    human_lift_mode, object_lift_mode: lifting rules (``soft``/``hard``/``smooth``/``legacy``), see ``utils.geometry.lifting``.
+    human_lift_mode, object_lift_mode: lifting rules (``soft``/``hard``/``smooth``/``legacy``), see ``model.lifting``.
     *_loss_weight, bce_loss_alpha, dice_loss_scale: loss weights (defaults = the original's released training configs; see model.losses).
     lora_*: LoRA settings used for training (recorded so a checkpoint documents how it was made).
     train_vision_tower, train_language_model: fully train CLIP / the LM (only the ``tiny`` preset, which has no

@@ -7,7 +7,7 @@ The total loss is
 * 2D terms act on the SAM masks of the ``V`` rendered views (``[V, H, W]`` per sample). Target pixels equal to
   :data:`MASK_IGNORE_LABEL` (``-1``, outside the valid region) never contribute.
 * 3D terms act on per-vertex / per-point probabilities produced by lifting the 2D masks
-  (``utils/geometry/lifting.py``): human contact (L_hC), object affordance on point clouds (L_oA) and object
+  (``model/lifting.py``): human contact (L_hC), object affordance on point clouds (L_oA) and object
   mesh contact (L_oC).
 
 Building blocks (each returns one loss per sample, shape ``[B]``):

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from model.sam import sam_preprocess
-from utils.geometry.lifting import Lifter
+from model.lifting import Lifter
 from utils.geometry.lifting_maps import LiftingMaps
 from utils.geometry.template_views import TemplateViews, load_template
 from utils.geometry.views import ViewSet, get_view_set

@@ -6,7 +6,7 @@ import torch
 import trimesh
 
 from bench.lift import reference_lift
-from utils.geometry.lifting import Lifter
+from model.lifting import Lifter
 from utils.geometry.lifting_maps import LiftingMaps
 from utils.geometry.projection import contact_masks, training_targets, visible_vertices
 from utils.geometry.raycast import rasterize

@@ -10,7 +10,7 @@ import trimesh
 from bench.roundtrip import contact_sets, round_trip_ious
 from preprocess_data.render_views import main as render_views_main
 from utils.body_models import canonical_mesh, default_body_model_dir
-from utils.geometry.lifting import Lifter
+from model.lifting import Lifter
 from utils.geometry.projection import visible_vertices
 from utils.geometry.template_views import load_template, render_template
 from utils.geometry.views import get_view_set

@@ -1,4 +1,6 @@
-"""2D view logits ``[B, V, H, W]`` → per-vertex values ``[B, N]``, as one precomputed sparse operator.
+"""2D view logits ``[B, V, H, W]`` → per-vertex values ``[B, N]``, as one precomputed sparse operator: the model's last
+layer (it produces ``vertex_probs`` with gradients), hence in ``model/``; the pixel→triangle maps it is built from
+are projection geometry and stay in ``utils.geometry.lifting_maps``.
 
 The original loops over samples, views and the three barycentric slots with scatter-adds and copies ~100 MB of maps
 to the device on every call. Every lifting rule it uses is a ratio of barycentric-weighted sums over the pixels that
