@@ -43,6 +43,19 @@ class LinearProjector(nn.Module):
         return self.linear(image_features)
 
 
+def clip_resize_crop(array: np.ndarray, size: int, resample) -> np.ndarray:
+    """CLIPImageProcessor's geometry: the shortest side resized to ``size`` (PIL ``resample``), then a centred
+    ``size``² crop. Label maps go through it with ``Image.NEAREST`` to stay aligned with the pixels."""
+    from PIL import Image
+
+    h, w = array.shape[:2]
+    scale = size / min(h, w)
+    nh, nw = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
+    resized = np.asarray(Image.fromarray(array).resize((nw, nh), resample))
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return resized[top: top + size, left: left + size]
+
+
 def clip_preprocess(images: list[np.ndarray], image_size: int) -> torch.Tensor:
     """CLIPImageProcessor's steps: resize the shortest side to ``image_size`` (bicubic), centre-crop, normalise."""
     from PIL import Image
@@ -52,12 +65,7 @@ def clip_preprocess(images: list[np.ndarray], image_size: int) -> torch.Tensor:
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"CLIP input must be an RGB uint8 image [H, W, 3], got {image.shape} {image.dtype}")
-        h, w = image.shape[:2]
-        scale = image_size / min(h, w)
-        nh, nw = max(image_size, int(round(h * scale))), max(image_size, int(round(w * scale)))
-        resized = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BICUBIC))
-        top, left = (nh - image_size) // 2, (nw - image_size) // 2
-        crop = resized[top: top + image_size, left: left + image_size].astype(np.float32) / 255.0
+        crop = clip_resize_crop(image, image_size, Image.BICUBIC).astype(np.float32) / 255.0
         tensor = (torch.from_numpy(crop).permute(2, 0, 1) - torch.tensor(CLIP_MEAN)[:, None, None]) / torch.tensor(CLIP_STD)[:, None, None]
         batch.append(tensor)
     return torch.stack(batch)

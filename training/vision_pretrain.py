@@ -39,7 +39,7 @@ from torch import nn
 from tqdm import tqdm
 
 from model.config import build_config
-from model.interactvlm import InteractVLMForCausalLM, clip_preprocess
+from model.interactvlm import InteractVLMForCausalLM, clip_preprocess, clip_resize_crop
 from model.io import attach_tokenizer
 from model.tokenizer import build_tiny_tokenizer
 from utils.paths import REPO_ROOT
@@ -72,12 +72,7 @@ class PatchTargets:
 
 def label_crop(labels: np.ndarray, size: int) -> np.ndarray:
     """A label map through CLIP's resize-shortest-side + centre crop, by nearest neighbour."""
-    h, w = labels.shape
-    scale = size / min(h, w)
-    nh, nw = max(size, int(round(h * scale))), max(size, int(round(w * scale)))
-    resized = np.asarray(Image.fromarray(labels).resize((nw, nh), Image.NEAREST))
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return resized[top: top + size, left: left + size]
+    return clip_resize_crop(labels, size, Image.NEAREST)
 
 
 def region_labels(labels: np.ndarray) -> np.ndarray:
