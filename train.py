@@ -35,6 +35,7 @@ from model.lora import apply_lora, merge_lora, trainable_summary
 from training.vision_pretrain import load_pretrained_vision
 from training.batches import model_inputs, sample_losses
 from training.build import build_model
+from training.calibration import apply_thresholds, reset_decision_thresholds
 from training.export import export_model, training_vocabulary
 from training.validation import validate
 from utils.distributed import is_main_process, rank, setup_environment, world_size
@@ -278,13 +279,22 @@ def _end_epoch(engine, tokenizer, val_sets: list, recipe: Recipe, state: dict, w
         if main_score > state["best_score"]:
             state["best_score"] = main_score
             if is_main_process():
+                config = unwrapped_config(engine.module)
+                record["decision_thresholds"] = apply_thresholds(config, scores) if recipe.calibrate_thresholds else {}
                 export_model(merge_lora, engine.module, tokenizer, output_dir / "best", recipe,
                              training_objects=vocabulary)
+                reset_decision_thresholds(config)  # training goes on at the raw probabilities
                 record["saved_best"] = True
     elif is_main_process():
         export_model(merge_lora, engine.module, tokenizer, output_dir / "best", recipe,
                      training_objects=vocabulary)
     return record
+
+
+def unwrapped_config(module: torch.nn.Module):
+    """The InteractVLM config under a peft wrapper (or the module's own)."""
+    base = module.get_base_model() if hasattr(module, "get_base_model") else module
+    return base.config
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -39,6 +39,9 @@ class InteractVLMConfig(PreTrainedConfig):
         for the bundled tiny one).
     mask_size: resolution of predicted masks and lifting maps (1024 released; smaller for tiny).
     human_lift_mode, object_lift_mode: lifting rules (``soft``/``hard``/``smooth``/``legacy``), see ``model.lifting``.
+    human_decision_threshold, object_decision_threshold: the vertex probability at which contact is decided, chosen
+        on validation (``training.calibration``) and folded into the output so that consumers decide at 0.5 (see
+        ``model.calibration``); 0.5 (the identity) for every released model.
     *_loss_weight, bce_loss_alpha, dice_loss_scale: loss weights (defaults = the original's released training configs; see model.losses).
     lora_*: LoRA settings used for training (recorded so a checkpoint documents how it was made).
     train_vision_tower, train_language_model: fully train CLIP / the LM (only the ``tiny`` preset, which has no
@@ -75,6 +78,8 @@ class InteractVLMConfig(PreTrainedConfig):
     mask_size: int = 1024
     human_lift_mode: Literal["soft", "hard", "smooth", "legacy"] = "soft"
     object_lift_mode: Literal["soft", "hard", "smooth", "legacy"] = "hard"
+    human_decision_threshold: float = 0.5
+    object_decision_threshold: float = 0.5
     question_type: Literal["simple", "parts"] = "parts"
     ce_loss_weight: float = 1.0
     bce_loss_weight: float = 2.0

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import LlavaForConditionalGeneration, PreTrainedModel, StoppingCriteria, StoppingCriteriaList
 
+from model.calibration import centre_on_threshold, decision_threshold
 from model.config import InteractVLMConfig
 from model.prompts import AttentionSplitter, build_cam_encoder, build_text_hidden_fcs, seg_positions
 from model.sam import ViewEmbeddingCache, build_sam_model, decode_views, encoder_fingerprint, postprocess_masks
@@ -463,7 +464,10 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         results: list[ContactPrediction] = []
         for b, template in enumerate(templates):
             if b in slot:
-                results.append(ContactPrediction(texts[b], True, masks[slot[b]], vertices[slot[b]]))
+                probs = vertices[slot[b]]
+                if probs is not None:  # the validation-chosen threshold becomes 0.5 (model.calibration)
+                    probs = centre_on_threshold(probs, decision_threshold(self.config, template.view_set.kind))
+                results.append(ContactPrediction(texts[b], True, masks[slot[b]], probs))
                 continue
             warnings.warn(f"query {b}: the answer has no seg token ({texts[b]!r}); returning an empty prediction",
                           stacklevel=3)

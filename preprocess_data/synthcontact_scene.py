@@ -41,11 +41,17 @@ COMBINATIONS: dict[tuple[str, str], tuple[str, float]] = {
     ("holding", "baseball_bat"): ("hold", 1.0),
     ("holding", "sports_ball"): ("hold", 1.0),
     ("holding", "box"): ("hold", 1.0),  # carried between both palms (the two-handed pose of holding a ball)
+    ("sitting", "sports_ball"): ("sit", 1.0),  # an exercise ball under the hips
+    ("sitting", "dining_table"): ("sit", 1.0),  # on the edge of a low table
+    ("stepping", "chair"): ("step_on", 1.0),  # one foot on the seat, the backrest beyond the toes
+    ("kicking", "bottle"): ("kick", 1.0),
+    ("kicking", "baseball_bat"): ("kick", 1.0),
 }
-# Box, bench and bed are each touched with different body parts in different training combinations (box: a foot when
-# stepped on, both palms when carried; bench: hips and thighs when sat on, the back when lain on; bed: the back vs the
-# hips), so the class alone cannot give their contact; for bottle, bat, ball and the ground the image must tell which
-# hand or foot. Objects held with both hands (the two-handed holding pose):
+# Every object class is touched with different body parts in at least two training combinations (chair: hips and
+# thighs when sat on, one foot when stepped on; bottle and bat: one hand when held, one foot when kicked; ball: a foot
+# when kicked, the hips when sat on; table: the hands when leaned on, the hips when sat on; box: a foot when stepped
+# on, both palms when carried; bench and bed: the back when lain on, the hips when sat on), so no class prior can
+# give the contact; which hand or foot, the image must tell. Objects held with both hands (the two-handed pose):
 TWO_HANDED = ("sports_ball", "box")
 # Never in train/val; only in test_heldout. Each pairs a family and an object that both occur in train otherwise.
 HELDOUT_COMBINATIONS: tuple[tuple[str, str], ...] = (("sitting", "box"), ("stepping", "bench"), ("holding", "sports_ball"))
@@ -487,7 +493,7 @@ def _block(x0, x1, y0, y1, z0, z1) -> dict:
 
 
 def _seat(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, name: str, floor: float) -> SceneObject:
-    """Chair / bench / box under the hips and thighs (body faces +z)."""
+    """Chair / bench / box / bed edge / table edge under the hips and thighs (body faces +z)."""
     hips = _part_vertices(ctx, v, "hips", "left thigh", "right thigh")
     legs_low = _part_vertices(ctx, v, "left calf", "right calf", "left foot", "right foot")
     z_front = legs_low[:, 2].min() - rng.uniform(0.01, 0.04)
@@ -500,6 +506,10 @@ def _seat(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, name: str, 
     elif name == "chair":
         width = rng.uniform(0.42, 0.56)
         depth_back = rng.uniform(0.0, 0.06)
+    elif name == "dining_table":  # sitting on the edge: the top reaches behind and to both sides
+        width = rng.uniform(0.8, 1.4)
+        x_mid += rng.uniform(-1, 1) * (width / 2 - 0.35)
+        depth_back = rng.uniform(0.3, 0.6)
     elif name == "bed":  # sitting on the edge: the mattress reaches far behind and to both sides
         width = rng.uniform(1.0, 1.6)
         x_mid += rng.uniform(-1, 1) * (width / 2 - 0.4)
@@ -519,6 +529,9 @@ def _seat(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, name: str, 
         raise PlacementError("seat lower than the feet")
     parts = [_block(x_mid - width / 2, x_mid + width / 2, floor, top, z_back, z_front)]
     size = {"width": width, "depth": z_front - z_back, "height": top - floor}
+    if name == "dining_table":
+        parts, table_size = _table_parts(rng, x_mid - width / 2, x_mid + width / 2, z_back, z_front, floor, top)
+        size.update(table_size)
     if name == "chair":
         thick = rng.uniform(0.04, 0.07)
         height = rng.uniform(0.35, 0.55)
@@ -587,15 +600,50 @@ def _table(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, floor: flo
     y_top = top[0]["center"][1] + thick / 2
     if y_top - floor < 0.3:
         raise PlacementError("table too low")
-    leg = rng.uniform(0.035, 0.06)
-    inset = rng.uniform(0.02, 0.08)
-    legs = [_block(x, x + leg, floor, y_top - thick, z, z + leg)
-            for x in (x0 + inset, x1 - inset - leg) for z in (z0 + inset, z1 - inset - leg)]
-    return SceneObject("dining_table", "lean", top + legs,
-                       {"width": width, "depth": depth, "height": y_top - floor, "top_thickness": thick,
-                        "leg_width": leg}, [x_mid, y_top, (z0 + z1) / 2], 0.0,
+    parts, size = _table_parts(rng, x0, x1, z0, z1, floor, y_top, thick)
+    return SceneObject("dining_table", "lean", parts, size, [x_mid, y_top, (z0 + z1) / 2], 0.0,
                        expected_parts=("left hand", "right hand"),
                        allowed_parts=("left hand", "right hand", "left forearm", "right forearm"))
+
+
+def _table_parts(rng: np.random.Generator, x0: float, x1: float, z0: float, z1: float, floor: float, y_top: float,
+                 thick: float | None = None) -> tuple[list[dict], dict]:
+    """A table top over [x0, x1] × [z0, z1] with its upper face at ``y_top``, on four legs (the top first: the
+    canonical template's frame)."""
+    thick = rng.uniform(0.03, 0.05) if thick is None else thick
+    leg = rng.uniform(0.035, 0.06)
+    inset = rng.uniform(0.02, 0.08)
+    top = [_block(x0, x1, y_top - thick, y_top, z0, z1)]
+    legs = [_block(x, x + leg, floor, y_top - thick, z, z + leg)
+            for x in (x0 + inset, x1 - inset - leg) for z in (z0 + inset, z1 - inset - leg)]
+    size = {"width": x1 - x0, "depth": z1 - z0, "height": y_top - floor, "top_thickness": thick, "leg_width": leg}
+    return top + legs, size
+
+
+def _sit_ball(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, floor: float) -> SceneObject:
+    """An exercise ball on the floor under the lowest points of the hips, grown until they sink into it (it gives,
+    like a mattress)."""
+    hips = _part_vertices(ctx, v, "hips")
+    seat = hips[hips[:, 1] <= hips[:, 1].min() + 0.03]
+    x_c = float(seat[:, 0].mean() + rng.uniform(-0.03, 0.03))
+    z_c = float(seat[:, 2].mean() + rng.uniform(-0.04, 0.03))
+    pen = rng.uniform(0.015, 0.035)
+
+    def ball(radius: float) -> dict:
+        return geo.sphere([x_c, floor + radius, z_c], radius)
+
+    lo, hi = 0.05, 0.6
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if geo.object_sdf(v, [ball(mid)]).min() > -pen:
+            lo = mid
+        else:
+            hi = mid
+    if not 0.18 <= hi <= 0.4:
+        raise PlacementError(f"exercise ball radius {hi:.3f} implausible")
+    part = ball(hi)
+    return SceneObject("sports_ball", "sit", [part], {"radius": hi}, part["center"], 0.0, expected_parts=("hips",),
+                       max_penetration=MATTRESS_MAX_PENETRATION)
 
 
 def _step_block(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, name: str, info: dict,
@@ -606,32 +654,67 @@ def _step_block(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, name:
     z_back = max(foot[:, 2].min() - rng.uniform(0.03, 0.12), support[:, 2].max() + 0.03)
     if foot[:, 2].max() - z_back < 0.12:
         raise PlacementError("step foot not in front of the standing leg")
+    backrest = 0.0
     if name == "bench":
         width, depth = rng.uniform(1.0, 1.6), rng.uniform(0.3, 0.45)
         x_mid = foot[:, 0].mean() + rng.uniform(-1, 1) * (width / 2 - 0.2)
+    elif name == "chair":  # the backrest stands beyond the toes
+        width, depth = rng.uniform(0.42, 0.56), rng.uniform(0.4, 0.5)
+        x_mid = foot[:, 0].mean() + rng.uniform(-0.06, 0.06)
+        backrest = rng.uniform(0.04, 0.07)
     else:
         width, depth = rng.uniform(0.3, 0.55), rng.uniform(0.3, 0.55)
         x_mid = foot[:, 0].mean() + rng.uniform(-0.05, 0.05)
-    z_front = max(z_back + depth, foot[:, 2].max() + 0.03)
+    z_front = max(z_back + depth, foot[:, 2].max() + 0.03 + backrest)
     parts = [_block(x_mid - width / 2, x_mid + width / 2, floor - 2.0, floor - 1.0, z_back, z_front)]
     parts, _ = geo.place_by_contact(parts, [0, 1, 0], v, rng.uniform(0.004, 0.012))
     top = parts[0]["center"][1] + parts[0]["half_extents"][1]
-    if top - floor < 0.06:
+    if top - floor < (0.15 if name == "chair" else 0.06):
         raise PlacementError("step too low")
     parts = [_block(x_mid - width / 2, x_mid + width / 2, floor, top, z_back, z_front)]
-    return SceneObject(name, "step_on", parts, {"width": width, "depth": z_front - z_back, "height": top - floor},
+    size = {"width": width, "depth": z_front - z_back, "height": top - floor}
+    if name == "chair":
+        # turned half a turn, so that the backrest is at the seat's local −z end as in every other chair
+        turn = geo.rotation_y(math.pi)
+        height = rng.uniform(0.35, 0.55)
+        parts = [geo.box(parts[0]["center"], parts[0]["half_extents"], turn),
+                 geo.box([x_mid, top + height / 2, z_front - backrest / 2], [width / 2, height / 2, backrest / 2], turn)]
+        size.update({"backrest_height": height, "backrest_thickness": backrest})
+    return SceneObject(name, "step_on", parts, size,
                        [x_mid, top, (z_back + z_front) / 2], 0.0, expected_parts=(f"{step} foot",),
                        allowed_parts=(f"{step} foot", f"{step} calf"))
 
 
-def _kick_ball(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, info: dict) -> SceneObject:
+def _kicked(rng: np.random.Generator, ctx: BodyContext, v: np.ndarray, name: str, info: dict) -> SceneObject:
+    """A ball, a bottle (upright or lying across) or a bat (lying across) in front of the kicking foot's toes,
+    moved towards them until they touch."""
     foot = _part_vertices(ctx, v, f"{info['side']} foot")
     front = foot[foot[:, 2] >= np.quantile(foot[:, 2], 0.8)]
-    radius = rng.uniform(0.1, 0.12)
-    centre = [front[:, 0].mean() + rng.uniform(-0.03, 0.03), front[:, 1].mean() + rng.uniform(-0.03, 0.05),
-              foot[:, 2].max() + 1.0]
-    parts, _ = geo.place_by_contact([geo.sphere(centre, radius)], [0, 0, -1], v, rng.uniform(0.004, 0.015))
-    return SceneObject("sports_ball", "kick", parts, {"radius": radius}, parts[0]["center"], 0.0,
+    centre = np.array([front[:, 0].mean() + rng.uniform(-0.03, 0.03), front[:, 1].mean() + rng.uniform(-0.03, 0.05),
+                       foot[:, 2].max() + 1.0])
+    across = geo.rotation_between([0, 1, 0], [float(rng.choice([-1.0, 1.0])), 0, 0])
+    if name == "sports_ball":
+        radius = rng.uniform(0.1, 0.12)
+        parts, size = [geo.sphere(centre, radius)], {"radius": radius}
+    elif name == "bottle":
+        radius, half = rng.uniform(0.028, 0.045), rng.uniform(0.08, 0.14)
+        upright = rng.random() < 0.5
+        axis_shift = np.array([0.0, rng.uniform(-0.1, 0.6) * half, 0.0]) if upright else \
+            np.array([rng.uniform(-0.6, 0.6) * half, 0.0, 0.0])
+        rot = None if upright else across
+        parts, size = [geo.cylinder(centre + axis_shift, radius, half, rot)], {"radius": radius, "height": 2 * half}
+    elif name == "baseball_bat":  # handle first, as the canonical template; the foot anywhere along it
+        r_handle, r_barrel = rng.uniform(0.014, 0.019), rng.uniform(0.03, 0.036)
+        l_handle, l_barrel = rng.uniform(0.3, 0.38), rng.uniform(0.45, 0.55)
+        axis = across @ np.array([0.0, 1.0, 0.0])
+        start = centre - axis * rng.uniform(0.1, 0.7)
+        parts = [geo.cylinder(start + axis * l_handle / 2, r_handle, l_handle / 2, across),
+                 geo.cylinder(start + axis * (l_handle + l_barrel / 2), r_barrel, l_barrel / 2, across)]
+        size = {"handle_radius": r_handle, "barrel_radius": r_barrel, "length": l_handle + l_barrel}
+    else:
+        raise ValueError(f"no kicking placement for {name!r}")
+    parts, _ = geo.place_by_contact(parts, [0, 0, -1], v, rng.uniform(0.004, 0.015))
+    return SceneObject(name, "kick", parts, size, parts[0]["center"], 0.0,
                        expected_parts=(f"{info['side']} foot",),
                        allowed_parts=(f"{info['side']} foot", f"{info['side']} calf"))
 
@@ -831,7 +914,7 @@ def _try_scene(rng: np.random.Generator, ctx: BodyContext, family: str, primary:
     if primary == "supporting":
         pass
     elif family == "sitting":
-        objects.append(_seat(rng, ctx, v, primary, floor))
+        objects.append(_sit_ball(rng, ctx, v, floor) if primary == "sports_ball" else _seat(rng, ctx, v, primary, floor))
     elif family == "lying":
         objects.append(_lie_bench(rng, ctx, v) if primary == "bench" else _bed(rng, ctx, v))
         bed = objects[-1].parts[0]
@@ -841,7 +924,7 @@ def _try_scene(rng: np.random.Generator, ctx: BodyContext, family: str, primary:
     elif family == "stepping":
         objects.append(_step_block(rng, ctx, v, primary, info, floor))
     elif family == "kicking":
-        objects.append(_kick_ball(rng, ctx, v, info))
+        objects.append(_kicked(rng, ctx, v, primary, info))
     elif family == "holding":
         objects.append(_held(rng, ctx, pb, v, primary, info))
     else:

@@ -417,13 +417,35 @@ def test_pixel_labels_match_the_image_and_geometry(dataset: Path) -> None:
     assert sorted(legend_parts.values()) == list(range(1, len(legend_parts) + 1))
 
 
-def test_objects_touched_in_several_ways() -> None:
-    """Box, bench and bed each appear in training with two poses that touch them with different body parts."""
+# which body parts each interaction touches (the generator's expected contact, by pose family)
+_TOUCHING = {"sitting": "hips", "lying": "back", "stepping": "a foot", "kicking": "a foot", "holding": "the hands",
+             "leaning": "the hands"}
+
+
+def test_every_object_is_touched_in_several_ways() -> None:
+    """Every object class appears in training in at least two pose families that touch it with different body parts,
+    so that no class prior can give its contact (the held-out combinations excluded)."""
     train = {c for c, _ in synth.combinations_for("train")}
-    for obj in ("box", "bench", "bed"):
-        families = {f for f, o in train if o == obj}
-        assert len(families) >= 2, (obj, families)
-    assert ("holding", "box") in train and ("lying", "bench") in train and ("sitting", "bed") in train
+    for obj in sc.DISTRACTOR_OBJECTS + ("bed",):
+        touching = {_TOUCHING[f] for f, o in train if o == obj}
+        assert len(touching) >= 2, (obj, sorted(f for f, o in train if o == obj))
+
+
+@pytest.mark.parametrize("family,obj", [("sitting", "sports_ball"), ("sitting", "dining_table"), ("stepping", "chair"),
+                                        ("kicking", "bottle"), ("kicking", "baseball_bat")])
+def test_second_pose_families_touch_what_they_should(family: str, obj: str) -> None:
+    """The placements added so that chair, bottle, bat, ball and table each have a second pose family: several
+    scenes per combination build, and the object touches the family's body parts (measured on the geometry)."""
+    ctx = sc.BodyContext.load(default_body_model_dir())
+    for i in range(3):
+        scene = sc.sample_scene(np.random.default_rng([11, i]), ctx, family, obj)
+        primary = next(o for o in scene.objects if o.name == obj)
+        touched = ctx.parts_of(np.flatnonzero(geo.object_sdf(scene.vertices, primary.parts) <= sc.EPSILON))
+        if family == "sitting":
+            assert "hips" in touched, touched
+        else:
+            side = scene.pose_info["side"]
+            assert f"{side} foot" in touched and not touched - {f"{side} foot", f"{side} calf"}, touched
 
 
 def test_canonical_object_contact(dataset: Path, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import signal
@@ -30,7 +31,8 @@ from training.recipes import DataSource, get_recipe
 
 REPO = REPO_ROOT
 ARGS = ["--recipe", "synth-tiny", "--set", "epochs=2", "--set", "steps_per_epoch=8", "--set", "batch_size=2",
-        "--set", "val_max_samples=4", "--set", "warmup_steps=2", "--save-every", "2"]
+        "--set", "val_max_samples=4", "--set", "warmup_steps=2", "--set", "calibrate_thresholds=True",
+        "--save-every", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +94,18 @@ def test_training_beats_its_own_initialisation_on_heldout_samples(synth_data, fu
     assert before["samples"] >= 4
     # a step that does not update (lr 0, no optimizer step, gradients lost) leaves the loss where it started
     assert after["total"] < 0.8 * before["total"], (before, after)
+
+
+def test_best_export_carries_the_validation_threshold(full_run):
+    """With ``calibrate_thresholds`` the best epoch's human threshold (chosen on its validation predictions) is in
+    the exported config; training itself and the ``last`` export stay at the identity threshold."""
+    history = [json.loads(line) for line in (full_run / "history.jsonl").read_text().splitlines()]
+    saved = [r for r in history if r.get("saved_best")]
+    assert saved and all(0.0 < r["synthcontact/decision_threshold_human"] < 1.0 for r in history)
+    best = json.loads((full_run / "best" / "config.json").read_text())
+    assert best["human_decision_threshold"] == saved[-1]["decision_thresholds"]["human"]
+    assert best["human_decision_threshold"] == saved[-1]["synthcontact/decision_threshold_human"]
+    assert json.loads((full_run / "last" / "config.json").read_text())["human_decision_threshold"] == 0.5
 
 
 def test_kill_and_resume_gives_the_same_weights(synth_data, full_run, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from model.config import build_config
+from training.calibration import reset_decision_thresholds
 from model.interactvlm import InteractVLMForCausalLM
 from model.io import attach_tokenizer, load_interactvlm
 from model.tokenizer import build_tiny_tokenizer
@@ -45,6 +46,8 @@ def build_model(recipe: Recipe, device: str, dataset_dir: Path | None = None):
         model, tokenizer = load_interactvlm(repo_path(recipe.init), device=device)
         for key, value in recipe.model_overrides.items():
             setattr(model.config, key, value)
+        # training and validation see the raw probabilities; thresholds are chosen again on validation
+        reset_decision_thresholds(model.config)
     else:
         tokenizer = build_tiny_tokenizer() if recipe.preset == "tiny" else None
         if tokenizer is None:

@@ -47,6 +47,9 @@ class Recipe:
     # trained from scratch behind a near-constant input need a larger step than the language model around them
     lr_scale: dict = field(default_factory=dict)
     pretrained_vision: str | None = None  # a vision-pretraining checkpoint (train_vision.py) loaded into CLIP
+    # choose the human / object decision thresholds on the validation sets and store them with the exported model
+    # (training.calibration); best-model selection then compares the models at their own thresholds
+    calibrate_thresholds: bool = False
 
     def with_overrides(self, **overrides) -> "Recipe":
         return replace(self, **overrides)
@@ -165,8 +168,8 @@ register(Recipe(
     warm_start="runs/interactvlm-tiny-synthcontact-text/last",
     model_overrides={**_JOINT_MODEL, "bce_loss_weight": 0.5, "dice_loss_weight": 2.0, "hC_loss_weight": 3.0,
                      "oC_loss_weight": 3.0},
-    epochs=5, steps_per_epoch=400, batch_size=8, lr=1e-3, warmup_steps=30, use_lora=False, precision="fp32",
-    body_part_dropout=0.0, val_max_samples=200,
+    epochs=6, steps_per_epoch=400, batch_size=8, lr=1e-3, warmup_steps=30, use_lora=False, precision="fp32",
+    body_part_dropout=0.0, val_max_samples=200, calibrate_thresholds=True,
     lr_scale={"vlm.model.vision_tower": 0.1, "vlm": 0.3, "text_hidden_fcs": 3.0, "cam_pose_encoder": 3.0,
               "attention_splitter": 3.0},
 ))
