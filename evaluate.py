@@ -167,7 +167,9 @@ def model_items(args, dataset, model, tokenizer, indices: list[int], keep: int) 
                 first.setdefault(b, k)
             for b, sample in enumerate(samples):
                 k, n = first.get(b), start + b
-                probs = out.vertex_probs[k].float().cpu().numpy() if k is not None and task != "h2dcontact" else None
+                probs = None
+                if k is not None and task != "h2dcontact":  # reported as generate mode reports them
+                    probs = model.decision_centred(out.vertex_probs[k], inputs["templates"][b]).float().cpu().numpy()
                 masks = out.mask_logits[k].float().cpu().numpy() if k is not None else None
                 items.append(item_from_prediction(sample, task, probs, masks, k is not None, n < keep, inputs["templates"][b]))
     return items

@@ -448,6 +448,14 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
             found.append(None if step is None else row[step])
         return DecodedRows(tokens, hidden, found), self._query_templates(images, queries, list(range(len(images))))
 
+    def decision_centred(self, vertex_probs: torch.Tensor | None, template) -> torch.Tensor | None:
+        """Vertex probabilities as the model reports them: its validation-chosen threshold for the template's kind
+        (human / object) moved to 0.5 (``model.calibration``; the identity for released models). Training losses
+        use the raw probabilities."""
+        if vertex_probs is None or getattr(template, "is_photo", False):
+            return vertex_probs
+        return centre_on_threshold(vertex_probs, decision_threshold(self.config, template.view_set.kind))
+
     def _predictions(self, tokenizer, decoded: DecodedRows,
                      templates: list[ViewTemplate | PhotoTemplate]) -> list[ContactPrediction]:
         """Masks and vertex probabilities from each query's seg hidden state (one prediction per query: its first seg
@@ -464,10 +472,8 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         results: list[ContactPrediction] = []
         for b, template in enumerate(templates):
             if b in slot:
-                probs = vertices[slot[b]]
-                if probs is not None:  # the validation-chosen threshold becomes 0.5 (model.calibration)
-                    probs = centre_on_threshold(probs, decision_threshold(self.config, template.view_set.kind))
-                results.append(ContactPrediction(texts[b], True, masks[slot[b]], probs))
+                results.append(ContactPrediction(texts[b], True, masks[slot[b]],
+                                                 self.decision_centred(vertices[slot[b]], template)))
                 continue
             warnings.warn(f"query {b}: the answer has no seg token ({texts[b]!r}); returning an empty prediction",
                           stacklevel=3)

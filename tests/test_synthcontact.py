@@ -210,8 +210,9 @@ def test_2d_masks_agree_with_geometry(dataset: Path, body_model) -> None:
                     for dc in (-1, 0, 1):
                         near |= mask[r + dr, c + dc]
                 checked_vertices += len(c)
+                # (an isolated contact vertex on faces smaller than a pixel may colour no pixel: two may miss)
                 if len(c) >= 5:
-                    assert near.mean() >= 0.95, (meta["stem"], obj["name"], near.mean())
+                    assert (~near).sum() <= max(2, 0.05 * len(c)), (meta["stem"], obj["name"], near.mean())
     assert checked_vertices > 50, "the check saw too few visible contact vertices to mean anything"
 
 
@@ -227,6 +228,21 @@ def test_damon_2d_reader_reads_the_split(dataset: Path) -> None:
         assert sample["masks"].shape == (1, height, width)
         assert set(np.unique(sample["masks"])) <= {0.0, 1.0}
         assert sample["template"] == "image" and sample["vertex_labels"] is None
+
+
+def _winding_number(mesh, points: np.ndarray) -> np.ndarray:
+    """Generalised winding number of a closed mesh around each point (solid angles of its triangles / 4π)."""
+    tri = np.asarray(mesh.triangles, dtype=np.float64)
+    out = np.empty(len(points))
+    for start in range(0, len(points), 32):
+        rel = tri[None] - np.asarray(points[start:start + 32], dtype=np.float64)[:, None, None]
+        a, b, c = rel[:, :, 0], rel[:, :, 1], rel[:, :, 2]
+        la, lb, lc = (np.linalg.norm(x, axis=-1) for x in (a, b, c))
+        dot = lambda x, y: np.einsum("pfi,pfi->pf", x, y)  # noqa: E731
+        det = dot(a, np.cross(b, c))
+        denom = la * lb * lc + dot(a, b) * lc + dot(a, c) * lb + dot(b, c) * la
+        out[start:start + 32] = 2.0 * np.arctan2(det, denom).sum(axis=1) / (4.0 * np.pi)
+    return out
 
 
 def test_contact_agrees_with_geometry(dataset: Path, body_model) -> None:
@@ -262,11 +278,13 @@ def test_contact_agrees_with_geometry(dataset: Path, body_model) -> None:
                 if obj["interaction"] == "none":
                     assert not len(ids) and not oc.any() and sdf.min() >= sc.UNTOUCHED_MIN_DIST
                     continue
-                # object-side contact against an independent signed distance (trimesh: positive inside the body)
+                # object-side contact against an independent reference: trimesh's exact unsigned distance, and inside
+                # by the winding number (trimesh's signed distance takes its sign from the closest face's normal,
+                # which posing flips where the skin folds: it called a point 3.6 cm outside the hips "inside")
                 near = np.flatnonzero(cKDTree(body).query(verts)[0] < 0.1)  # body edges are far shorter than 8 cm
                 assert not oc[np.setdiff1d(np.arange(len(verts)), near)].any()
-                sd = trimesh.proximity.signed_distance(body_mesh, verts[near])
-                dist_out = -sd  # our convention: negative inside
+                dist = trimesh.proximity.closest_point(body_mesh, verts[near])[1]
+                dist_out = np.where(_winding_number(body_mesh, verts[near]) >= 0.5, -dist, dist)
                 clear = np.abs(dist_out - EPS) > 1e-4
                 assert (dist_out[oc[near] & clear] <= EPS).all(), obj["name"]
                 assert (dist_out[~oc[near] & clear] > EPS).all(), obj["name"]

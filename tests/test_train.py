@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,6 +107,24 @@ def test_best_export_carries_the_validation_threshold(full_run):
     assert best["human_decision_threshold"] == saved[-1]["decision_thresholds"]["human"]
     assert best["human_decision_threshold"] == saved[-1]["synthcontact/decision_threshold_human"]
     assert json.loads((full_run / "last" / "config.json").read_text())["human_decision_threshold"] == 0.5
+
+
+def test_calibrating_a_trained_model_directory(synth_data, full_run, tmp_path):
+    """``python -m training.calibration``: the thresholds of an already trained model, chosen on its recipe's
+    validation sets, are written into its config.json and nothing else changes."""
+    from training.calibration import THRESHOLD_GRID, main as calibrate
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(full_run / "last", model_dir)
+    before = json.loads((model_dir / "config.json").read_text())
+    chosen = calibrate(["--model-dir", str(model_dir), "--recipe", "synth-tiny", "--data-dir", str(synth_data)])
+    after = json.loads((model_dir / "config.json").read_text())
+    assert set(chosen) == {"human"} and chosen["human"] in THRESHOLD_GRID
+    assert after["human_decision_threshold"] == chosen["human"]
+    assert {k: v for k, v in after.items() if k != "human_decision_threshold"} == \
+        {k: v for k, v in before.items() if k != "human_decision_threshold"}
+    model, _ = load_interactvlm(model_dir, device="cpu")
+    assert model.config.human_decision_threshold == chosen["human"]
 
 
 def test_kill_and_resume_gives_the_same_weights(synth_data, full_run, tmp_path):

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from datasets.registry import build_dataset
+from model.calibration import decision_threshold
 from model.io import load_interactvlm
 from preprocess_data.synthcontact_gallery import BODY_GREY, _letterbox, body_views
 from training.baselines import FrequencyPrior, load_baseline
@@ -268,7 +269,9 @@ def main(argv: list[str] | None = None) -> dict:
     model, tokenizer = load_interactvlm(args.model_dir, device="cpu")
     model.eval()
     human_text, human_numbers = human_report(model, tokenizer, args)
-    parts = [f"Model: `{args.model_dir.name}`; evaluation data: `{args.eval_dir}`.", "", human_text]
+    thresholds = (f"decision thresholds chosen on validation and folded into its probabilities (`model.calibration`): "
+                  f"human {decision_threshold(model.config, 'human'):.2f}, object {decision_threshold(model.config, 'object'):.2f}")
+    parts = [f"Model: `{args.model_dir.name}` ({thresholds}); evaluation data: `{args.eval_dir}`.", "", human_text]
     numbers = {"human": human_numbers}
     if not args.no_objects and model.config.token_type == "Gen-Hu-Obj":
         object_text, numbers["object"] = object_report(model, tokenizer, args)
