@@ -419,9 +419,8 @@ def test_resume_after_dropped_connection_in_the_same_run(tls, server, root):
     assert (root / "trained_models" / "interactvlm-3d-hcontact-damon" / "model.bin").read_bytes() == BIG
 
 
-def test_interrupted_run_keeps_part_and_next_run_resumes(tls, server, root):
-    env = _env(tls, url=_url(server, "slow"), INTERACTVLM_ROOT=str(root))
-    part = root / "trained_models" / "interactvlm-3d-hcontact-damon.zip.part"
+def _interrupted_download(env: dict[str, str], part: Path) -> subprocess.Popen:
+    """A download of the slow route, Ctrl-C'd once more than 20 kB of it have arrived."""
     proc = subprocess.Popen(["bash", str(SCRIPT), "hcontact-damon"], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -435,7 +434,20 @@ def test_interrupted_run_keeps_part_and_next_run_resumes(tls, server, root):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-    assert proc.returncode != 0
+    return proc
+
+
+def test_interrupted_run_keeps_part_and_next_run_resumes(tls, server, root):
+    env = _env(tls, url=_url(server, "slow"), INTERACTVLM_ROOT=str(root))
+    part = root / "trained_models" / "interactvlm-3d-hcontact-damon.zip.part"
+    # the interrupt races the download's end: in the full suite it has landed after the download had finished
+    # (exit 0, nothing partial to test); such a run is cleared and the interrupt tried again, at most 3 times
+    for _ in range(3):
+        proc = _interrupted_download(env, part)
+        if proc.returncode != 0:
+            break
+        shutil.rmtree(root / "trained_models", ignore_errors=True)
+    assert proc.returncode != 0, "the download always finished before Ctrl-C reached it"
     size = part.stat().st_size
     data = ARCHIVES["interactvlm-3d-hcontact-damon.zip"]
     assert 0 < size < len(data) and part.read_bytes() == data[:size]
