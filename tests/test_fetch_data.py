@@ -421,8 +421,11 @@ def test_resume_after_dropped_connection_in_the_same_run(tls, server, root):
 
 def _interrupted_download(env: dict[str, str], part: Path) -> subprocess.Popen:
     """A download of the slow route, Ctrl-C'd once more than 20 kB of it have arrived."""
+    # Ctrl-C as a terminal delivers it: a SIGINT the test process happens to ignore must not be inherited (an ignored
+    # signal stays ignored across exec, and bash cannot trap it then)
     proc = subprocess.Popen(["bash", str(SCRIPT), "hcontact-damon"], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 20
         chunk = part.with_name(part.name + ".new")
