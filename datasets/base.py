@@ -30,7 +30,7 @@ import torch
 
 from datasets.io import DatasetFormatError, read_image, read_mask, read_render_valid, resize_nearest
 from utils.body_models import BODY_MODEL_FILES
-from utils.conversation import make_qa, seg_token_for
+from utils.conversation import make_qa, pose_phrase, seg_token_for
 from utils.geometry.projection import MASK_IGNORE_LABEL
 from utils.geometry.template_views import load_template
 from utils.geometry.views import ViewSet, get_view_set
@@ -71,6 +71,26 @@ class Record:
     candidates: tuple[Any, ...] = ()
     conversation: tuple[tuple[str, str], ...] = ()
     meta: Mapping[str, Any] = field(default_factory=dict)
+    pose: str | None = None  # the person's pose in words, for answer templates with {pose} (SynthContact only)
+
+
+def read_pose_phrases(root: Path) -> dict[str, str]:
+    """``{stem: pose in words}`` from a SynthContact split's ``meta.jsonl`` (``pose_family``, ``pose_info``); empty
+    where the split has no such file (DAMON and the other real datasets say nothing about the pose)."""
+    path = Path(root) / "meta.jsonl"
+    if not path.is_file():
+        return {}
+    phrases = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            meta = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetFormatError(f"{path}, line {number}: not JSON ({err})") from err
+        if "stem" in meta and "pose_family" in meta:
+            phrases[meta["stem"]] = pose_phrase(meta["pose_family"], meta.get("pose_info"))
+    return phrases
 
 
 class ContactDataset(torch.utils.data.Dataset):
@@ -221,9 +241,14 @@ class ContactDataset(torch.utils.data.Dataset):
         if self.answer_template and (not needs_parts or (parts_allowed and record.body_parts)):
             # one fixed answer whose seg token follows a word that depends on the sample (the last body part, the
             # object's name) instead of a fixed " ": see training.recipes, synth-tiny-joint
+            if "{pose}" in self.answer_template and record.pose is None:
+                raise DatasetFormatError(
+                    f"{self.describe()}: the answer template {self.answer_template!r} says the person's pose, but "
+                    f"{record.image_path.name} has none (only SynthContact's meta.jsonl gives one: its pose_family)")
             return qa.question, self.answer_template.format(
                 body_parts=", ".join(record.body_parts), class_name=record.class_name.lower(),
-                affordance=record.affordance or "", seg=seg_token_for(self.task, self.token_type))
+                affordance=record.affordance or "", pose=record.pose or "",
+                seg=seg_token_for(self.task, self.token_type))
         return qa.question, qa.answer
 
     # ------------------------------------------------------------------ masks

@@ -26,7 +26,7 @@ from pathlib import Path, PurePath
 import numpy as np
 from PIL import Image
 
-from datasets.base import RELEASE_NUM_VERTICES, HumanContactDataset, Record, dense_labels
+from datasets.base import RELEASE_NUM_VERTICES, HumanContactDataset, Record, dense_labels, read_pose_phrases
 from datasets.io import DatasetFormatError, DirectoryListing, expect_type, load_npy, load_pickle, string_list
 from utils.body_models import BODY_MODEL_FILES, body_parts_from_vertices
 from utils.geometry.views import ViewSet
@@ -152,6 +152,7 @@ class DamonDataset(HumanContactDataset):
         contact_path, parts_path = self.annotation_files()
         listing = DirectoryListing()
         skipped = {"no contact": 0, "supporting dropped": 0, "masks missing": 0}
+        poses = read_pose_phrases(self.root)
         records = []
         for image_index, (image_name, objects) in enumerate(zip(names, contacts)):
             basename = PurePath(image_name.replace("\\", "/")).name
@@ -178,6 +179,7 @@ class DamonDataset(HumanContactDataset):
                     labels=(image_index, obj),
                     meta={"stem": stem, "object": obj, "image_index": image_index,
                           "mask_paths": [str(p) for p in masks]},
+                    pose=poses.get(stem),
                 ))
         self.skipped = {k: v for k, v in skipped.items() if v}
         self._contacts, self._contact_path = contacts, contact_path

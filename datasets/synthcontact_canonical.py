@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.base import ContactDataset, Record
+from datasets.base import ContactDataset, Record, read_pose_phrases
 from datasets.io import DatasetFormatError, DirectoryListing, load_pickle
 from utils.geometry.views import ViewSet, get_view_set
 
@@ -78,6 +78,7 @@ class SynthContactCanonicalObjectDataset(ContactDataset):
         for line in (self.root / "meta.jsonl").read_text().splitlines():
             meta = json.loads(line)
             interactions[meta["stem"]] = meta["interactions"]
+        poses = read_pose_phrases(self.root)
         listing = DirectoryListing()
         records = []
         for key in sorted(self._labels):
@@ -94,6 +95,7 @@ class SynthContactCanonicalObjectDataset(ContactDataset):
                 body_parts=tuple(body_parts.get(f"{stem}_{obj}", ())),
                 affordance=AFFORDANCE_WORDS.get(interaction, interaction) if self.task == "oafford" else None,
                 meta={"stem": stem, "object": obj, "interaction": interaction, "mask_paths": [str(p) for p in masks]},
+                pose=poses.get(stem),
             ))
         return records
 

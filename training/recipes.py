@@ -139,12 +139,16 @@ register(Recipe(
 # classes in one pose family only, the answers stayed a lookup on the class where the class fixed the parts (a held
 # ball got a foot: held-out F1 0.000); SynthContact now has every class in two families with different contacts, and
 # stage 2 stores the validation-chosen decision thresholds with the model (the object masks were faint: at 0.5 most
-# were empty).
-_HUMAN_ANSWER = "The contact is at the {body_parts}{seg}."
+# were empty). With answers naming only the parts, a lying person got no mask at all even when fed the true answer
+# (|mask logit| 1-2 where every other family had 20-45; semantic F1 0.006): "torso, hips" is the back when supine,
+# the front when prone, a side otherwise, so the decoder hedged at 0.5. The answers now say the pose first
+# (utils.conversation.POSE_PHRASES: "The person is lying face down; the contact is at the torso, hips[HSEG]"), which
+# the model has to read from the photo in generate mode like the parts.
+_HUMAN_ANSWER = "The person is {pose}; the contact is at the {body_parts}{seg}."
 _JOINT_DATA = (
     DataSource("synthcontact_hcontact", rate=3.0, options={"answer_template": _HUMAN_ANSWER}),
     DataSource("synthcontact_ocontact_canonical", rate=1.5,
-               options={"answer_template": "The {class_name} is in contact with the {body_parts}{seg}."}),
+               options={"answer_template": "The person is {pose}; the {class_name} is in contact with the {body_parts}{seg}."}),
     DataSource("synthcontact_oafford_canonical", rate=0.5,
                options={"answer_template": "It is {affordance} with the {class_name}{seg}."}),
 )
@@ -172,7 +176,7 @@ register(Recipe(
     warm_start="runs/interactvlm-tiny-synthcontact-text/last",
     model_overrides={**_JOINT_MODEL, "bce_loss_weight": 0.5, "dice_loss_weight": 2.0, "hC_loss_weight": 3.0,
                      "oC_loss_weight": 3.0},
-    epochs=6, steps_per_epoch=400, batch_size=8, lr=1e-3, warmup_steps=30, use_lora=False, precision="fp32",
+    epochs=5, steps_per_epoch=400, batch_size=8, lr=1e-3, warmup_steps=30, use_lora=False, precision="fp32",
     body_part_dropout=0.0, val_max_samples=200, calibrate_thresholds=True,
     lr_scale={"vlm.model.vision_tower": 0.1, "vlm": 0.3, "text_hidden_fcs": 3.0, "cam_pose_encoder": 3.0,
               "attention_splitter": 3.0},

@@ -51,13 +51,17 @@ def pair_f1(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.asarray(deco_prf(pred, gt)["f1"], dtype=np.float64)
 
 
-ANSWER_PARTS = re.compile(r"the ([^\[]*?)\s*\[[A-Z]*SEG\]")
+SEG_IN_ANSWER = re.compile(r"\[[A-Z]*SEG\]")
 
 
 def answer_parts(text: str, known: set[str]) -> set[str]:
-    """The body parts an answer names right before its seg token ("… at the left hand, right hand[HSEG]")."""
-    match = ANSWER_PARTS.search(text or "")
-    return {p.strip() for p in match.group(1).split(",")} & known if match else set()
+    """The body parts an answer names between its last "the " and its seg token ("The person is sitting; the contact
+    is at the hips, left thigh[HSEG]" → hips, left thigh)."""
+    match = SEG_IN_ANSWER.search(text or "")
+    if match is None or " the " not in f" {text[:match.start()]}":
+        return set()
+    listed = f" {text[:match.start()]}".rsplit(" the ", 1)[1]
+    return {p.strip() for p in listed.split(",")} & known
 
 
 def part_set_f1(named: set[str], truth: set[str]) -> float:

@@ -112,6 +112,22 @@ TEMPLATES: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 HUMAN_TASKS = ("hcontact", "h2dcontact")
 
+# How an answer template's ``{pose}`` describes the person (SynthContact's ``pose_family``, and for lying its
+# ``pose_info.mode``). Training answers that first say the pose and then the parts ("The person is lying on the
+# back; the contact is at the torso, hips[HSEG]") let the state the mask is read from tell the back from the front:
+# the part names alone do not, and a mask decoder fed the same words for both hedges at probability 0.5.
+POSE_PHRASES = {
+    "standing": "standing", "sitting": "sitting", "leaning": "leaning", "stepping": "stepping up",
+    "kicking": "kicking", "holding": "holding", "lying": "lying",
+    "lying/supine": "lying on the back", "lying/prone": "lying face down", "lying/side": "lying on one side",
+}
+
+
+def pose_phrase(family: str, info: dict | None = None) -> str:
+    """The words for a pose family (and lying mode); a family this table does not know is used as it is."""
+    mode = (info or {}).get("mode")
+    return POSE_PHRASES.get(f"{family}/{mode}", POSE_PHRASES.get(family, family))
+
 
 @dataclass(frozen=True)
 class QA:
