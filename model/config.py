@@ -34,6 +34,10 @@ class InteractVLMConfig(PreTrainedConfig):
         ``num_views`` is 1 and nothing is lifted to vertices; masks come back in the photo's frame.
     per_view_tokens: give view v's decoder only its own view token (new training); ``False`` reproduces the released
         models, where every view's decoder sees all V tokens.
+    seg_batch_norm: end ``text_hidden_fcs`` with a BatchNorm over the gathered seg embeddings (new training; the
+        released models have none). Without it a tiny model's projection can learn one constant prompt within an
+        epoch (spread across samples 0.08 of its norm), the quickest way to the average mask; per-feature batch
+        statistics keep the prompts' variation across samples at unit scale, so only the image can set the mask.
     human_view_set, object_view_set: names in ``utils.geometry.views.VIEW_SETS``.
     human_template: body model of the human renders / lifting maps (``smplh`` for released models, ``synthbody``
         for the bundled tiny one).
@@ -72,6 +76,7 @@ class InteractVLMConfig(PreTrainedConfig):
     num_views: int = 4
     contact_2d: bool = False
     per_view_tokens: bool = False
+    seg_batch_norm: bool = False
     human_view_set: str = "4MV-Z_Vitru_mv2"
     object_view_set: str = "4MV-Z_HM_BM"
     human_template: str = "smplh"

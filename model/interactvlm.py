@@ -122,7 +122,7 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
             raise ValueError("train_sam_encoder is for 2D models: 3D templates use cached, frozen SAM embeddings")
         if config.sam_config.mask_decoder_config.hidden_size != config.out_dim:
             raise ValueError(f"out_dim {config.out_dim} must equal the SAM prompt size {config.sam_config.mask_decoder_config.hidden_size}")
-        self.text_hidden_fcs = build_text_hidden_fcs(config.text_hidden_size, config.out_dim)
+        self.text_hidden_fcs = build_text_hidden_fcs(config.text_hidden_size, config.out_dim, config.seg_batch_norm)
         self.cam_pose_encoder = build_cam_encoder(config.cam_encoder_type, config.out_dim, config.num_views)
         self.attention_splitter = AttentionSplitter(config.out_dim) if config.token_type == "Gen-Hu-Obj" else None
         self.view_cache = ViewEmbeddingCache()

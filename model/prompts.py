@@ -9,10 +9,22 @@ import torch
 from torch import nn
 
 
-def build_text_hidden_fcs(hidden_size: int, out_dim: int) -> nn.Sequential:
-    """LISA's projection ``Linear(H,H) → ReLU → Linear(H,out) → Dropout(0)``; applied only to gathered positions."""
-    return nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(inplace=True), nn.Linear(hidden_size, out_dim),
-                         nn.Dropout(0.0))
+class SegBatchNorm(nn.BatchNorm1d):
+    """BatchNorm over the seg embeddings of a batch (``InteractVLMConfig.seg_batch_norm``). A training batch with a
+    single seg token has no spread to measure: it is normalised with the running statistics, as at inference."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] < 2:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0,
+                                            self.eps)
+        return super().forward(x)
+
+
+def build_text_hidden_fcs(hidden_size: int, out_dim: int, batch_norm: bool = False) -> nn.Sequential:
+    """LISA's projection ``Linear(H,H) → ReLU → Linear(H,out) → Dropout(0)``, applied only to gathered positions;
+    ``batch_norm`` appends :class:`SegBatchNorm` (index 4, so the released checkpoints' keys are unchanged)."""
+    layers = [nn.Linear(hidden_size, hidden_size), nn.ReLU(inplace=True), nn.Linear(hidden_size, out_dim), nn.Dropout(0.0)]
+    return nn.Sequential(*layers, *([SegBatchNorm(out_dim)] if batch_norm else []))
 
 
 def seg_positions(input_ids: torch.Tensor, seg_token_ids: list[int] | tuple[int, ...]) -> torch.Tensor:

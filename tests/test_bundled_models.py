@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from datasets.base import read_pose_phrases
 from datasets.collate import Collator
 from datasets.registry import build_dataset
 from model.io import load_interactvlm
@@ -66,8 +67,9 @@ def human_dataset(model, root):
                          token_type=cfg.token_type)
 
 
-def trained_answer(class_name: str, parts: list[str], token_type: str) -> str:
-    """The answer in the form the bundled model was trained on (its recipe's human answer template, if any)."""
+def trained_answer(class_name: str, parts: list[str], token_type: str, pose: str) -> str:
+    """The answer in the form the bundled model was trained on (its recipe's human answer template, if any; ``pose``
+    fills its ``{pose}``)."""
     import json
 
     from utils.conversation import seg_token_for
@@ -76,7 +78,7 @@ def trained_answer(class_name: str, parts: list[str], token_type: str) -> str:
     for source in recipe.get("train", []):
         template = source.get("options", {}).get("answer_template")
         if source["name"] == "synthcontact_hcontact" and template:
-            return template.format(body_parts=", ".join(parts), class_name=class_name,
+            return template.format(body_parts=", ".join(parts), class_name=class_name, pose=pose,
                                    seg=seg_token_for("hcontact", token_type))
     return make_qa("hcontact", class_name, "parts", body_parts=parts, token_type=token_type).answer
 
@@ -121,12 +123,13 @@ def test_teacher_forced_prediction_follows_the_named_parts(model, pairs):
     model, tokenizer = model
     dataset = human_dataset(model, pairs)
     samples = [dataset[i] for i in range(len(dataset))]
+    poses = read_pose_phrases(pairs / "synthcontact" / "test")
     swapped = []
     for sample in samples:
         parts = ["left hand", "right hand"] if any("foot" in p for p in sample["body_parts"]) else ["left foot", "right foot"]
-        token_type = model.config.token_type
-        sample = dict(sample, answer=trained_answer(sample["class_name"], sample["body_parts"], token_type))
-        other = dict(sample, body_parts=parts, answer=trained_answer(sample["class_name"], parts, token_type))
+        token_type, pose = model.config.token_type, poses[sample["meta"]["stem"]]
+        sample = dict(sample, answer=trained_answer(sample["class_name"], sample["body_parts"], token_type, pose))
+        other = dict(sample, body_parts=parts, answer=trained_answer(sample["class_name"], parts, token_type, pose))
         sample.pop("conversation", None)  # the collator then builds it from question + answer
         other.pop("conversation", None)
         swapped.append((sample, other))

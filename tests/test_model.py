@@ -252,3 +252,31 @@ def test_batch_mixing_answers_with_and_without_seg_tokens(tiny_model, tiny_token
     assert [r.found_seg for r in results] == [False, True]
     assert all(r.vertex_probs.shape == (6997,) and r.mask_logits.shape == (4, 128, 128) for r in results)
     assert (results[0].vertex_probs == 0).all() and results[1].vertex_probs.std() > 0
+
+
+def test_seg_batch_norm_spreads_prompts_and_round_trips(tiny_tokenizer, synthbody_template_128, tmp_path):
+    """``seg_batch_norm``: a projection that maps every sample to nearly one prompt (the collapse it is for) still
+    gives prompts of unit spread per feature in training; a lone seg token uses the running statistics; the
+    statistics are saved with the model; the released layout (no norm) keeps its keys."""
+    from model.prompts import SegBatchNorm
+
+    model = make_tiny_model(tiny_tokenizer, synthbody_template_128, seg_batch_norm=True).train()
+    norm = model.text_hidden_fcs[4]
+    assert isinstance(norm, SegBatchNorm)
+    plain = make_tiny_model(tiny_tokenizer, synthbody_template_128)
+    assert not any(k.startswith("text_hidden_fcs.4") for k in plain.state_dict())
+    collapsed = torch.ones(16, model.config.out_dim) * 50 + 0.1 * torch.randn(16, model.config.out_dim)  # spread 0.002
+    spread = norm(collapsed).std(0, unbiased=False)
+    torch.testing.assert_close(spread, torch.ones_like(spread), atol=0.05, rtol=0.0)
+    single = torch.randn(1, model.config.out_dim)
+    expected = (single - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps) * norm.weight + norm.bias
+    before = norm.running_mean.clone()
+    torch.testing.assert_close(norm(single), expected)
+    assert torch.equal(norm.running_mean, before)  # not updated by a batch it cannot measure
+    model.eval()
+    save_interactvlm(model, tiny_tokenizer, tmp_path / "m")
+    loaded, _ = load_interactvlm(tmp_path / "m")
+    assert loaded.config.seg_batch_norm and torch.equal(loaded.text_hidden_fcs[4].running_mean, norm.running_mean)
+    hidden = torch.randn(3, model.config.text_hidden_size)
+    torch.testing.assert_close(model.predict_from_hidden(hidden, [model.template()] * 3)[0],
+                               loaded.predict_from_hidden(hidden, [loaded.template()] * 3)[0])

@@ -242,3 +242,28 @@ def test_mask_prior_baseline(tmp_path, body):
     with pytest.raises(ValueError, match="not a 2D mask prior"):
         np.savez(tmp_path / "other.npz", names=np.array(["a"]))
         baselines.MaskPrior.load(tmp_path / "other.npz")
+
+
+def test_mask_prior_threshold_is_pixel_f1s_best(tmp_path):
+    """The streamed fit (pixel counts only, masks read on demand) picks the threshold that the held-in-memory
+    metric, utils.metrics.pixel_contact_metrics, scores best, on masks of mixed sizes with ignored pixels."""
+    from utils.metrics import logit, pixel_contact_metrics
+
+    rng = np.random.default_rng(3)
+    names, masks = [], []
+    for i in range(40):
+        h, w = (30, 40) if i % 2 else (36, 24)
+        mask = np.zeros((h, w), dtype=np.float32)
+        y, x = rng.integers(0, h - 6), rng.integers(0, w - 6)
+        mask[y: y + rng.integers(2, 7), x: x + rng.integers(2, 7)] = 1
+        mask[:, :2] = -1
+        names.append("chair" if i % 3 else "bottle")
+        masks.append(mask)
+    reads = []
+    prior = baselines.MaskPrior.fit(names, lambda i: reads.append(i) or masks[i])
+    assert len(reads) == 2 * len(masks)  # two passes, nothing kept
+    thresholds = np.geomspace(0.005, 0.5, 25)
+    logits = [logit(baselines._resize(prior.per_class[n], m.shape, "linear")) for n, m in zip(names, masks)]
+    scores = [pixel_contact_metrics(logits, masks, threshold=float(t))["f1"] for t in thresholds]
+    assert prior.threshold == pytest.approx(float(thresholds[int(np.argmax(scores))]))
+    assert baselines.MaskPrior.fit(names, masks).threshold == prior.threshold  # a list works as before

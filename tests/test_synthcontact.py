@@ -26,6 +26,7 @@ from utils.geometry.raycast import rasterize
 from utils.geometry.template_views import load_template
 from utils.geometry.views import get_view_set
 from utils.paths import REPO_ROOT
+from training.recipes import get_recipe
 
 CONFIG = synth.GeneratorConfig(seed=3, num_samples=10, split_fractions=(0.8, 0.1, 0.1), heldout_samples=2, mask_size=128)
 VIEWS = get_view_set(synth.VIEW_SET).view_names
@@ -488,3 +489,46 @@ def test_canonical_object_contact(dataset: Path, tmp_path: Path) -> None:
     sample = ds[0]
     assert sample["task"] == "ocontact" and sample["vertex_labels"].sum() > 0
     assert sample["masks"].shape == (4, 64, 64) and (sample["masks"] == 1).any() and (sample["masks"] == -1).any()
+    # the bundled recipe's object answers say the image's pose first, then the touching parts
+    source = next(s for s in get_recipe("synth-tiny-joint").train if s.name == "synthcontact_ocontact_canonical")
+    posed = build_dataset(source.name, root, "train", mask_size=64, training=False, template_size=64,
+                          view_set="4MV-Z_HM_BM", load_masks=False, token_type="Gen-Hu-Obj", **source.options)
+    for i in range(len(posed)):
+        sample = posed[i]
+        assert sample["answer"] == (f"The person is {recorded_pose(root, sample['meta']['stem'])}; the "
+                                    f"{sample['class_name']} is in contact with the {', '.join(sample['body_parts'])}[OSEG].")
+
+
+def recorded_pose(root: Path, stem: str) -> str:
+    """The pose words of one image, from its meta.jsonl entry (independently of the readers)."""
+    from utils.conversation import pose_phrase
+
+    for split_dir in (root / "synthcontact").iterdir():
+        meta_path = split_dir / "meta.jsonl"
+        if meta_path.is_file():
+            for line in meta_path.read_text().splitlines():
+                meta = json.loads(line)
+                if meta["stem"] == stem:
+                    return pose_phrase(meta["pose_family"], meta.get("pose_info"))
+    raise KeyError(stem)
+
+
+def test_pose_first_answers(dataset: Path, tmp_path: Path) -> None:
+    """The bundled recipe's human answers start with the pose of each image (lying told apart by facing), then the
+    touching parts right before the seg token."""
+    from datasets.registry import build_dataset
+    from utils.conversation import pose_phrase
+
+    root = tmp_path / "data"
+    shutil.copytree(dataset, root / "synthcontact")
+    source = get_recipe("synth-tiny-joint").train[0]
+    assert source.name == "synthcontact_hcontact"
+    posed = build_dataset(source.name, root, "train", training=False, load_masks=False, question_type="parts",
+                          token_type="Gen-Hu-Obj", **source.options)
+    assert len(posed) > 0
+    for i in range(len(posed)):
+        sample = posed[i]
+        assert sample["answer"] == (f"The person is {recorded_pose(root, sample['meta']['stem'])}; the contact is at "
+                                    f"the {', '.join(sample['body_parts'])}[HSEG].")
+    assert pose_phrase("lying", {"mode": "prone"}) == "lying face down" != pose_phrase("lying", {"mode": "supine"})
+    assert pose_phrase("juggling") == "juggling"

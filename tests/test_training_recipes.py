@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import train
+from datasets.io import DatasetFormatError
 from preprocess_data.datagen_common import RECIPE_HUMAN_VIEW_SETS
 from training.recipes import RECIPES
 from training.vision_pretrain import (NUM_PARTS, NUM_REGIONS, OBJECT_OFFSET, PREFIX, label_crop,
@@ -59,6 +60,11 @@ def test_answer_template_puts_the_seg_token_after_the_parts(tmp_path):
     sample, other = plain[0], templated[0]
     assert sample["question"] == other["question"]
     assert other["answer"] == f"The contact is at the {', '.join(sample['body_parts'])}[HSEG]."
+    # a template that says the pose needs one: DAMON's layout has none, and the error names the image
+    posed = build_dataset("synthcontact_hcontact", root, "train", num_vertices=6997, training=False,
+                          load_masks=False, answer_template="The person is {pose}; the contact is at the {body_parts}{seg}.")
+    with pytest.raises(DatasetFormatError, match="pose"):
+        posed[0]
 
 
 def test_patch_targets_regions_and_contact():

@@ -33,11 +33,13 @@ import cv2
 import numpy as np
 import torch
 
+from datasets.base import read_pose_phrases
 from datasets.registry import build_dataset
 from model.calibration import decision_threshold
 from model.io import load_interactvlm
 from preprocess_data.synthcontact_gallery import BODY_GREY, _letterbox, body_views
 from training.baselines import FrequencyPrior, load_baseline
+from training.calibration import THRESHOLD_GRID
 from training.predict import predict_dataset
 from utils.body_models import canonical_mesh, default_body_model_dir, load_part_segmentation
 from utils.metrics import deco_prf, prediction_diversity
@@ -76,6 +78,24 @@ def majority_answers(train_dir: Path, model) -> dict[str, set[str]]:
     for r in human_dataset(model, train_dir, "train").records:
         counts[r.class_name][tuple(sorted(r.body_parts))] += 1
     return {name: set(c.most_common(1)[0][0]) for name, c in counts.items()}
+
+
+ANSWER_POSE = re.compile(r"The person is ([^;\[]+);")
+
+
+def answer_pose(text: str) -> str | None:
+    """The pose an answer states first ("The person is lying face down; the contact …" → lying face down)."""
+    match = ANSWER_POSE.search(text or "")
+    return match.group(1).strip() if match else None
+
+
+def majority_poses(train_dir: Path, model) -> dict[str, str]:
+    """Per object class, the pose its training pairs show most often: what a class lookup would say."""
+    poses = read_pose_phrases(train_dir / "synthcontact" / "train")
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for r in human_dataset(model, train_dir, "train").records:
+        counts[r.class_name][poses.get(r.image_path.stem)] += 1
+    return {name: c.most_common(1)[0][0] for name, c in counts.items()}
 
 
 def split_families(data_dir: Path, split: str) -> dict[str, str]:
@@ -160,8 +180,9 @@ def human_report(model, tokenizer, args) -> tuple[str, dict]:
     prior = FrequencyPrior.fit(names_train, labels_train)
     feet = feet_vertices()
     lookup = majority_answers(args.train_dir, model)
+    pose_lookup = majority_poses(args.train_dir, model)
     known_parts = set().union(*lookup.values())
-    summary_rows, combo_rows, answer_rows, numbers, pictures = [], [], [], {}, []
+    summary_rows, combo_rows, answer_rows, pose_rows, numbers, pictures = [], [], [], [], {}, []
     for split in SPLITS:
         dataset = human_dataset(model, args.eval_dir, split)
         samples, probs, texts = model_predictions(model, tokenizer, dataset, args.max_pairs)
@@ -190,6 +211,17 @@ def human_report(model, tokenizer, args) -> tuple[str, dict]:
         answer_rows += [(SPLIT_TITLES[split], "model's answer", f"{said[keep].mean():.3f}", str(int(keep.sum()))),
                         (SPLIT_TITLES[split], "class's most frequent training answer", f"{looked_up[keep].mean():.3f}",
                          str(int(keep.sum())))]
+        true_poses = read_pose_phrases(args.eval_dir / "synthcontact" / split)
+        stated = [answer_pose(t) for t in texts]
+        if any(stated):  # a model trained on answers that say the pose first
+            truth_pose = np.array([true_poses.get(s["meta"]["stem"]) for s in samples], dtype=object)
+            right = np.array([a == t for a, t in zip(stated, truth_pose)])
+            looked_up_pose = np.array([pose_lookup.get(n) == t for n, t in zip(names, truth_pose)])
+            numbers[split]["pose_accuracy"] = {"model": float(right[keep].mean()),
+                                               "class lookup": float(looked_up_pose[keep].mean())}
+            pose_rows += [(SPLIT_TITLES[split], "model's answer", f"{right[keep].mean():.3f}", str(int(keep.sum()))),
+                          (SPLIT_TITLES[split], "class's most frequent training pose",
+                           f"{looked_up_pose[keep].mean():.3f}", str(int(keep.sum())))]
         for m in methods:
             summary_rows.append((SPLIT_TITLES[split], m, f"{f1[m][keep].mean():.3f}", str(int(keep.sum()))))
         groups = defaultdict(list)
@@ -210,6 +242,8 @@ def human_report(model, tokenizer, args) -> tuple[str, dict]:
             table(summary_rows, ("split", "method", "semantic F1", "pairs")), "",
             "### Does the answer follow the photo? (F1 of the body parts the answer names vs the true ones)", "",
             table(answer_rows, ("split", "answer", "part-set F1", "pairs")), "",
+            *(["### Does the answer say the pose the photo shows? (the pose words before the parts)", "",
+               table(pose_rows, ("split", "answer", "pose right", "pairs")), ""] if pose_rows else []),
             "### Per (pose family × object)", "",
             table(combo_rows, ("split", "combination", "pairs", *header_methods)), "",
             "Prediction diversity of the model (binarised at 0.5): " + "; ".join(
@@ -226,7 +260,7 @@ def object_report(model, tokenizer, args) -> tuple[str, dict]:
     for r in train.records:
         per_class[r.class_name].append(train.vertex_labels(r))
     freq = {n: np.mean(v, axis=0) for n, v in per_class.items()}
-    thresholds = np.linspace(0.05, 0.95, 19)
+    thresholds = THRESHOLD_GRID
     train_names = [r.class_name for r in train.records]
     train_gts = [train.vertex_labels(r) for r in train.records]
     scores = {t: np.mean([pair_f1((freq[n] >= t).astype(np.float32)[None], g[None])[0]

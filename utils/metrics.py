@@ -143,7 +143,7 @@ def _mean(x: np.ndarray) -> float:
 
 
 # -------------------------------------------------------------------------------------------------- DECO binary P/R/F1
-def _deco_rules(tp: np.ndarray, pp: np.ndarray, gp: np.ndarray) -> dict[str, np.ndarray]:
+def deco_prf_from_counts(tp: np.ndarray, pp: np.ndarray, gp: np.ndarray) -> dict[str, np.ndarray]:
     """DECO's per-image P/R/F1 from true positives, predicted positives and GT positives (vectorised)."""
     tp, pp, gp = (np.asarray(v, dtype=np.float64) for v in (tp, pp, gp))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -169,7 +169,7 @@ def deco_prf(pred: Any, gt: Any, threshold: float = 0.5, gt_threshold: float = 0
     """
     p, g = _pair(pred, gt)
     pb, gb = p >= threshold, g >= gt_threshold
-    return _deco_rules((pb & gb).sum(1), pb.sum(1), gb.sum(1))
+    return deco_prf_from_counts((pb & gb).sum(1), pb.sum(1), gb.sum(1))
 
 
 def deco_binary_metrics(
@@ -621,7 +621,7 @@ def pixel_contact_metrics(pred_logits: Sequence[Any], gt: Sequence[Any], thresho
         gb = (g == 1) & valid
         tp.append((pb & gb).sum()), pp.append(pb.sum()), gp.append(gb.sum())
         positive.append(np.where(pb, 1.0, -1.0))
-    per_image = _deco_rules(np.array(tp), np.array(pp), np.array(gp))
+    per_image = deco_prf_from_counts(np.array(tp), np.array(pp), np.array(gp))
     out: dict[str, Any] = {k: _mean(v) for k, v in per_image.items()}
     out.update({f"per_image_{k}": v for k, v in per_image.items()})
     ious = giou_ciou(positive, [to_numpy(g) for g in gt], ignore=ignore)
