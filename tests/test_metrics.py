@@ -416,3 +416,20 @@ def test_precision_recall_curve():
     assert np.all(np.diff(c["recall"]) <= 0)
     e = precision_recall_curve(preds, gts, thresholds=[0.95], rule="eps")
     assert e["precision"][0] == 0.0
+
+
+def test_small_masks_keep_a_few_contact_pixels():
+    """The diversity grid keeps a mask of a few pixels (2D contact covers ~0.1 % of a photo): two photos whose
+    contact lies in different places are told apart, and the grid of a mask is the largest value per cell."""
+    from utils.evaluation import small_masks
+    from utils.metrics import prediction_diversity
+
+    a = np.full((300, 200), -20.0, dtype=np.float32)
+    b = a.copy()
+    a[10:12, 15:17] = 20.0  # 4 pixels each
+    b[250:252, 150:152] = 20.0
+    small = np.stack([small_masks(a), small_masks(b)])
+    assert small.shape == (2, 1, 32, 32) and (small > 0.5).sum() == 2
+    assert prediction_diversity(small.reshape(2, -1))["mean_pairwise_iou"] == 0.0
+    views = small_masks(np.stack([a, b, a]))
+    assert views.shape == (3, 32, 32) and np.allclose(views[0], views[2]) and views.max() > 0.99

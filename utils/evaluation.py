@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import cv2
 
 import numpy as np
 
@@ -74,11 +73,17 @@ def item_from_prediction(sample: dict[str, Any], task: str, probs: np.ndarray | 
 
 
 def small_masks(mask_logits: np.ndarray, grid: int = DIVERSITY_GRID) -> np.ndarray:
-    """``[V, H, W]`` (or ``[H, W]``) logits → ``[V, grid, grid]`` probabilities (area averaging; −inf → 0)."""
+    """``[V, H, W]`` (or ``[H, W]``) logits → ``[V, grid, grid]`` probabilities: the largest in each cell (−inf → 0).
+
+    The largest, not the mean: a 2D contact mask covers ~0.1 % of a photo, so area averaging left 99.6 % of a 2D
+    model's masks empty on the grid and called any such model collapsed, whatever its masks."""
     probs = M.sigmoid(np.asarray(mask_logits, dtype=np.float32)).astype(np.float32)
     if probs.ndim == 2:
         probs = probs[None]
-    return np.stack([cv2.resize(v, (grid, grid), interpolation=cv2.INTER_AREA) for v in probs])
+    h, w = probs.shape[-2:]
+    rows = np.floor(np.arange(grid) * h / grid).astype(np.int64)
+    cols = np.floor(np.arange(grid) * w / grid).astype(np.int64)
+    return np.maximum.reduceat(np.maximum.reduceat(probs, rows, axis=1), cols, axis=2)
 
 
 def diversity_report(items: Sequence[EvalItem], threshold: float = 0.5) -> dict[str, Any]:
