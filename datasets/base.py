@@ -74,6 +74,11 @@ class Record:
     pose: str | None = None  # the person's pose in words, for answer templates with {pose} (SynthContact only)
 
 
+def pose_of(meta: Mapping[str, Any]) -> str | None:
+    """One ``meta.jsonl`` entry's pose in words (:func:`utils.conversation.pose_phrase`); None without a pose family."""
+    return pose_phrase(meta["pose_family"], meta.get("pose_info")) if "pose_family" in meta else None
+
+
 def read_pose_phrases(root: Path) -> dict[str, str]:
     """``{stem: pose in words}`` from a SynthContact split's ``meta.jsonl`` (``pose_family``, ``pose_info``); empty
     where the split has no such file (DAMON and the other real datasets say nothing about the pose)."""
@@ -88,8 +93,9 @@ def read_pose_phrases(root: Path) -> dict[str, str]:
             meta = json.loads(line)
         except json.JSONDecodeError as err:
             raise DatasetFormatError(f"{path}, line {number}: not JSON ({err})") from err
-        if "stem" in meta and "pose_family" in meta:
-            phrases[meta["stem"]] = pose_phrase(meta["pose_family"], meta.get("pose_info"))
+        pose = pose_of(meta)
+        if "stem" in meta and pose is not None:
+            phrases[meta["stem"]] = pose
     return phrases
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.base import ContactDataset, Record, read_pose_phrases
+from datasets.base import ContactDataset, Record, pose_of
 from datasets.io import DatasetFormatError, DirectoryListing, load_pickle
 from utils.geometry.views import ViewSet, get_view_set
 
@@ -74,11 +74,11 @@ class SynthContactCanonicalObjectDataset(ContactDataset):
         # token, so that the state the object mask is read from depends on the image, not only on the class name
         parts_path = self.root / "body_parts_objectwise.pkl"
         body_parts = load_pickle(parts_path, 'a dict "<stem>_<object>" -> body part names') if parts_path.is_file() else {}
-        interactions = {}
+        interactions, poses = {}, {}
         for line in (self.root / "meta.jsonl").read_text().splitlines():
             meta = json.loads(line)
             interactions[meta["stem"]] = meta["interactions"]
-        poses = read_pose_phrases(self.root)
+            poses[meta["stem"]] = pose_of(meta)
         listing = DirectoryListing()
         records = []
         for key in sorted(self._labels):

@@ -33,7 +33,6 @@ import cv2
 import numpy as np
 import torch
 
-from datasets.base import read_pose_phrases
 from datasets.registry import build_dataset
 from model.calibration import decision_threshold
 from model.io import load_interactvlm
@@ -72,10 +71,10 @@ def part_set_f1(named: set[str], truth: set[str]) -> float:
     return 2 * len(named & truth) / (len(named) + len(truth))
 
 
-def majority_answers(train_dir: Path, model) -> dict[str, set[str]]:
+def majority_answers(records) -> dict[str, set[str]]:
     """Per object class, the part list its training pairs name most often: the answer of a class lookup."""
     counts: dict[str, Counter] = defaultdict(Counter)
-    for r in human_dataset(model, train_dir, "train").records:
+    for r in records:
         counts[r.class_name][tuple(sorted(r.body_parts))] += 1
     return {name: set(c.most_common(1)[0][0]) for name, c in counts.items()}
 
@@ -89,12 +88,11 @@ def answer_pose(text: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def majority_poses(train_dir: Path, model) -> dict[str, str]:
+def majority_poses(records) -> dict[str, str]:
     """Per object class, the pose its training pairs show most often: what a class lookup would say."""
-    poses = read_pose_phrases(train_dir / "synthcontact" / "train")
     counts: dict[str, Counter] = defaultdict(Counter)
-    for r in human_dataset(model, train_dir, "train").records:
-        counts[r.class_name][poses.get(r.image_path.stem)] += 1
+    for r in records:
+        counts[r.class_name][r.pose] += 1
     return {name: c.most_common(1)[0][0] for name, c in counts.items()}
 
 
@@ -119,9 +117,8 @@ def model_predictions(model, tokenizer, dataset, max_pairs: int | None) -> tuple
     return samples, probs, [p.text for _, p in results]
 
 
-def train_labels(train_dir: Path, model) -> tuple[list[str], np.ndarray]:
+def train_labels(dataset) -> tuple[list[str], np.ndarray]:
     """Class names and per-vertex labels of the training split, straight from the index files (no photo decoded)."""
-    dataset = human_dataset(model, train_dir, "train")
     names = [r.class_name for r in dataset.records]
     return names, np.stack([dataset.vertex_labels(r) for r in dataset.records]).astype(np.float32)
 
@@ -176,11 +173,12 @@ def gallery_rows(samples: list[dict], probs: np.ndarray, combos: list[tuple[str,
 
 
 def human_report(model, tokenizer, args) -> tuple[str, dict]:
-    names_train, labels_train = train_labels(args.train_dir, model)
+    train = human_dataset(model, args.train_dir, "train")  # built once: its index files are the largest read here
+    names_train, labels_train = train_labels(train)
     prior = FrequencyPrior.fit(names_train, labels_train)
     feet = feet_vertices()
-    lookup = majority_answers(args.train_dir, model)
-    pose_lookup = majority_poses(args.train_dir, model)
+    lookup = majority_answers(train.records)
+    pose_lookup = majority_poses(train.records)
     known_parts = set().union(*lookup.values())
     summary_rows, combo_rows, answer_rows, pose_rows, numbers, pictures = [], [], [], [], {}, []
     for split in SPLITS:
@@ -211,10 +209,9 @@ def human_report(model, tokenizer, args) -> tuple[str, dict]:
         answer_rows += [(SPLIT_TITLES[split], "model's answer", f"{said[keep].mean():.3f}", str(int(keep.sum()))),
                         (SPLIT_TITLES[split], "class's most frequent training answer", f"{looked_up[keep].mean():.3f}",
                          str(int(keep.sum())))]
-        true_poses = read_pose_phrases(args.eval_dir / "synthcontact" / split)
         stated = [answer_pose(t) for t in texts]
         if any(stated):  # a model trained on answers that say the pose first
-            truth_pose = np.array([true_poses.get(s["meta"]["stem"]) for s in samples], dtype=object)
+            truth_pose = np.array([r.pose for r in dataset.records[:len(samples)]], dtype=object)  # samples keep its order
             right = np.array([a == t for a, t in zip(stated, truth_pose)])
             looked_up_pose = np.array([pose_lookup.get(n) == t for n, t in zip(names, truth_pose)])
             numbers[split]["pose_accuracy"] = {"model": float(right[keep].mean()),
