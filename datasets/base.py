@@ -30,7 +30,7 @@ import torch
 
 from datasets.io import DatasetFormatError, read_image, read_mask, read_render_valid, resize_nearest
 from utils.body_models import BODY_MODEL_FILES
-from utils.conversation import make_qa, pose_phrase, seg_token_for
+from utils.conversation import OPENING_ANSWER, OPENING_QUESTION, make_qa, opening_applies, pose_phrase, seg_token_for
 from utils.geometry.projection import MASK_IGNORE_LABEL
 from utils.geometry.template_views import load_template
 from utils.geometry.views import ViewSet, get_view_set
@@ -138,6 +138,7 @@ class ContactDataset(torch.utils.data.Dataset):
         valid_mask: np.ndarray | str | Path | None = None,
         load_masks: bool = True,
         answer_template: str | None = None,
+        opening_turn: bool = False,
     ) -> None:
         if self.task not in TASKS:
             raise TypeError(f"{type(self).__name__}.task must be one of {TASKS}, got {self.task!r}")
@@ -151,6 +152,7 @@ class ContactDataset(torch.utils.data.Dataset):
         self.token_type = token_type
         self.seed = int(seed)
         self.answer_template = answer_template
+        self.opening_turn = bool(opening_turn)
         self.epoch = 0
         self.training = (split == "train") if training is None else bool(training)
         self.mask_size = mask_size
@@ -225,13 +227,16 @@ class ContactDataset(torch.utils.data.Dataset):
             conversation = [tuple(turn) for turn in record.conversation]
         else:
             conversation = [self.question_answer(record, rng)]
+            if opening_applies(self.opening_turn, self.task):
+                conversation.insert(0, (OPENING_QUESTION, OPENING_ANSWER.format(pose=self.record_pose(record))))
             if self.load_masks and record.mask_paths:
                 sample["masks"] = self.read_masks(record)
             sample["vertex_labels"] = self.vertex_labels(record)
             if record.affordance is not None:
                 sample["meta"]["affordance"] = record.affordance
         sample["conversation"] = conversation
-        sample["question"], sample["answer"] = conversation[0]
+        # the task's own turn (after the opening turn, if any): what generation asks and scoring compares against
+        sample["question"], sample["answer"] = conversation[-1] if self.task != "vqa" else conversation[0]
         return sample
 
     # ------------------------------------------------------------------ text
@@ -247,15 +252,21 @@ class ContactDataset(torch.utils.data.Dataset):
         if self.answer_template and (not needs_parts or (parts_allowed and record.body_parts)):
             # one fixed answer whose seg token follows a word that depends on the sample (the last body part, the
             # object's name) instead of a fixed " ": see training.recipes, synth-tiny-joint
-            if "{pose}" in self.answer_template and record.pose is None:
-                raise DatasetFormatError(
-                    f"{self.describe()}: the answer template {self.answer_template!r} says the person's pose, but "
-                    f"{record.image_path.name} has none (only SynthContact's meta.jsonl gives one: its pose_family)")
+            pose = self.record_pose(record, f"the answer template {self.answer_template!r}") \
+                if "{pose}" in self.answer_template else ""
             return qa.question, self.answer_template.format(
                 body_parts=", ".join(record.body_parts), class_name=record.class_name.lower(),
-                affordance=record.affordance or "", pose=record.pose or "",
-                seg=seg_token_for(self.task, self.token_type))
+                affordance=record.affordance or "", pose=pose, seg=seg_token_for(self.task, self.token_type))
         return qa.question, qa.answer
+
+    def record_pose(self, record: Record, what: str = "the opening turn (opening_turn)") -> str:
+        """The words for the record's pose; data that has none (only SynthContact's meta.jsonl gives one) is an error
+        naming the image, never an empty pose in a training answer."""
+        if record.pose is None:
+            raise DatasetFormatError(
+                f"{self.describe()}: {what} says the person's pose, but {record.image_path.name} has none (only "
+                f"SynthContact's meta.jsonl gives one: its pose_family)")
+        return record.pose
 
     # ------------------------------------------------------------------ masks
     def read_masks(self, record: Record) -> np.ndarray:

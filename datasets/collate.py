@@ -24,36 +24,10 @@ import torch.nn.functional as F
 from model.interactvlm import clip_preprocess
 from model.view_templates import PhotoTemplate
 
-from utils.chat_prompt import PromptConfig, chat_prompt
-from utils.conversation import (ASSISTANT_ROLE, HSEG_TOKEN, IM_END_TOKEN, IMAGE_TOKEN, OSEG_TOKEN, SEG_TOKEN, SEP,
-                                SEP2, USER_ROLE)
+from utils.chat_prompt import chat_prompt, conversation_text
+from utils.conversation import HSEG_TOKEN, IM_END_TOKEN, IMAGE_TOKEN, OSEG_TOKEN, SEG_TOKEN
 
 IGNORE_INDEX = -100
-
-
-def conversation_text(turns: Sequence[tuple[str, str | None]], config: PromptConfig) -> tuple[str, list[tuple[int, int]]]:
-    """The llava_v1 text of a (multi-turn) conversation and the character spans of its answers.
-
-    The first turn is :func:`utils.chat_prompt.chat_prompt` (the generation prompt of the model's config); later
-    turns continue with ``"USER: {q} ASSISTANT: {a}</s>"``. A final answer of ``None`` leaves the text open after
-    ``ASSISTANT:``.
-    """
-    if not turns:
-        raise ValueError("a conversation needs at least one (question, answer) turn")
-    question, answer = turns[0]
-    text = chat_prompt(config, question)
-    spans = []
-    for i, (question, answer) in enumerate(turns):
-        if i:
-            text += f"{USER_ROLE}: {question}{SEP}{ASSISTANT_ROLE}:"
-        if answer is None:
-            if i != len(turns) - 1:
-                raise ValueError("only the last turn may lack an answer")
-            break
-        start = len(text)
-        text += f" {answer}{SEP2}"
-        spans.append((start, len(text)))
-    return text, spans
 
 
 def photo_template(sample: dict[str, Any], sam_image_size: int):
@@ -71,7 +45,7 @@ class Collator:
     ``config.mask_size``, 2D masks ``[1, h, w]`` at the size the dataset gave them, or None), ``photos`` (for 2D
     samples, template ``"image"``: the photo's ``PhotoTemplate`` (:func:`photo_template`), built here in the loader
     workers; None otherwise), ``vertex_labels`` (tensors or None), ``image_paths``, ``class_names``,
-    ``datasets``, ``questions``, ``answers``, ``generation_prompts`` (first question ending at ``ASSISTANT:``) and
+    ``datasets``, ``questions``, ``answers``, ``generation_prompts`` (:meth:`generation_prompt`) and
     ``num_seg_tokens`` (``[B]``: seg tokens left in each sequence, = the number of mask predictions it yields).
 
     In training, sequences longer than ``max_length`` (default ``tokenizer.model_max_length``) are cut at the end; a
@@ -147,6 +121,14 @@ class Collator:
             tensor = F.interpolate(tensor[None], size=(self.mask_size, self.mask_size), mode="nearest")[0]
         return tensor
 
+    def generation_prompt(self, sample: dict[str, Any]) -> str:
+        """The text a model answers the sample's task question from: its earlier turns (an opening turn with its true
+        answer, for ``opening_turn`` data) and the question, ending at ``ASSISTANT:``."""
+        turns = sample.get("conversation") or []
+        if sample.get("task") == "vqa" or len(turns) < 2:
+            return chat_prompt(self.prompt_config, sample["question"])
+        return conversation_text([*turns[:-1], (sample["question"], None)], self.prompt_config)[0]
+
     def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if not samples:
             raise ValueError("cannot collate an empty batch")
@@ -198,7 +180,7 @@ class Collator:
             "datasets": [s.get("dataset", "") for s in samples],
             "questions": [s["question"] for s in samples],
             "answers": [s.get("answer") for s in samples],
-            "generation_prompts": [chat_prompt(self.prompt_config, s["question"]) for s in samples],
+            "generation_prompts": [self.generation_prompt(s) for s in samples],
             "num_seg_tokens": torch.tensor(num_seg, dtype=torch.long),
             "meta": [s.get("meta", {}) for s in samples],
         }

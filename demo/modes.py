@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from demo.errors import DemoError
-from utils.chat_prompt import PromptConfig, chat_prompt
 from utils.conversation import make_qa
 
 
@@ -74,7 +73,7 @@ def query_specs(mode: ModeSpec) -> list[QuerySpec]:
     return specs
 
 
-def prompt_for(spec: QuerySpec, obj: str, config: PromptConfig) -> tuple[str, str]:
-    """(question, full prompt) for one query: deterministic (first template), ends at ``ASSISTANT:``."""
-    question = make_qa(spec.task, obj, spec.question_type, with_answer=False).question
-    return question, chat_prompt(config, question)
+def question_for(spec: QuerySpec, obj: str) -> str:
+    """The question of one query: deterministic (first template). ``InteractVLMForCausalLM.contact_prompts`` turns it
+    into the model's prompt (with the opening turn, for models trained with one)."""
+    return make_qa(spec.task, obj, spec.question_type, with_answer=False).question

@@ -12,7 +12,7 @@ import torch
 from demo.errors import DemoError
 from demo.jobs import Job, QueryResult
 from demo.meshes import BodyAssets, ObjectTemplates
-from demo.modes import ModeSpec, QuerySpec, prompt_for, query_specs
+from demo.modes import ModeSpec, QuerySpec, question_for, query_specs
 from model.io import ModelDirError, check_model_dir, load_interactvlm, read_training_objects
 from utils.body_models import default_body_model_dir
 from utils.paths import default_data_dir
@@ -128,29 +128,34 @@ class DemoRunner:
     def predict(self, images: list[np.ndarray], jobs: list[Job]) -> list[list[QueryResult]]:
         """All queries of all jobs in one ``generate_contact`` call; per job its results, the human one first."""
         specs = query_specs(self.mode)
-        queries, owners = [], []
+        asks, templates, owners = [], [], []
         for j, job in enumerate(jobs):
             for spec in specs:
-                _, prompt = prompt_for(spec, job.object, self.config)
                 template = self.human_template if spec.kind == "human" else job.object_template
                 if template is None and not self.mode.two_d:  # 2D: the model segments the photo itself
                     raise DemoError(f"{job.sample}: no {spec.kind} template")
-                queries.append({"image": job.image, "prompt": prompt, "template": template})
+                asks.append({"image": job.image, "question": question_for(spec, job.object), "task": spec.task})
+                templates.append(template)
                 owners.append((j, spec))
+        prompts = self.model.contact_prompts(self.tokenizer, images, asks, max_new_tokens=self.max_new_tokens)
+        queries = [{"image": ask["image"], "prompt": prompt, "template": template}
+                   for ask, (prompt, _), template in zip(asks, prompts, templates)]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*no seg token.*")
             predictions = self.model.generate_contact(self.tokenizer, images, queries, max_new_tokens=self.max_new_tokens)
         results: list[list[QueryResult]] = [[] for _ in jobs]
-        for (j, spec), query, pred in zip(owners, queries, predictions):
-            results[j].append(self._result(jobs[j], spec, query["template"], pred, images[jobs[j].image]))
+        for (j, spec), ask, (_, opening), template, pred in zip(owners, asks, prompts, templates, predictions):
+            text = pred.text if opening is None else f"{opening} {pred.text}"
+            results[j].append(self._result(jobs[j], spec, template, pred, images[jobs[j].image], ask["question"], text))
         return results
 
-    def _result(self, job: Job, spec: QuerySpec, template, pred, image: np.ndarray) -> QueryResult:
+    def _result(self, job: Job, spec: QuerySpec, template, pred, image: np.ndarray, question: str,
+                text: str) -> QueryResult:
         """One prediction as a :class:`QueryResult`: on the photo (2D) or on the body / object template (3D)."""
         probs = pred.vertex_probs.float().cpu().numpy() if pred.vertex_probs is not None else np.zeros(0, np.float32)
         masks = pred.mask_logits.float().sigmoid().cpu().numpy().astype(np.float32)
-        common = dict(kind=spec.kind, object=job.object, prompt=prompt_for(spec, job.object, self.config)[0],
-                      text=pred.text, found_seg=bool(pred.found_seg), mask_probs=masks)
+        common = dict(kind=spec.kind, object=job.object, prompt=question, text=text, found_seg=bool(pred.found_seg),
+                      mask_probs=masks)
         if pred.is_2d:
             return QueryResult(**common, vertex_probs=probs, template_name="photo", overlays=image[None],
                                valid=np.ones(masks.shape, bool), segmentation=self.body.segmentation, on_photo=True)

@@ -38,6 +38,10 @@ class InteractVLMConfig(PreTrainedConfig):
         released models have none). Without it a tiny model's projection can learn one constant prompt within an
         epoch (spread across samples 0.08 of its norm), the quickest way to the average mask; per-feature batch
         statistics keep the prompts' variation across samples at unit scale, so only the image can set the mask.
+    opening_turn: questions about a person (``utils.conversation.OPENING_TASKS``) start with a fixed first turn,
+        "What is the person doing?", which the model answers itself before it reads the task question (new training;
+        ``False`` for the released models). The pose is then said before the object is named, so it can only come
+        from the photo; ``InteractVLMForCausalLM.contact_prompts`` builds the two-turn prompts.
     human_view_set, object_view_set: names in ``utils.geometry.views.VIEW_SETS``.
     human_template: body model of the human renders / lifting maps (``smplh`` for released models, ``synthbody``
         for the bundled tiny one).
@@ -77,6 +81,7 @@ class InteractVLMConfig(PreTrainedConfig):
     contact_2d: bool = False
     per_view_tokens: bool = False
     seg_batch_norm: bool = False
+    opening_turn: bool = False
     human_view_set: str = "4MV-Z_Vitru_mv2"
     object_view_set: str = "4MV-Z_HM_BM"
     human_template: str = "smplh"

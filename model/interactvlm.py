@@ -28,6 +28,7 @@ from model.shared_prefix import AnswerDrafts, DecodedRows, answer_tokens, decode
 from model.tokenizer import TINY_AFFORDANCES, TINY_BODY_PARTS, TINY_OBJECT_WORDS
 from model.view_templates import PhotoTemplate, ViewTemplate
 from utils import conversation as conv
+from utils.chat_prompt import chat_prompt, conversation_text
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -202,7 +203,11 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
     # ------------------------------------------------------------------ seg embeddings → masks → vertices
     def seg_to_view_prompts(self, hidden: torch.Tensor, cameras: torch.Tensor, is_object: torch.Tensor) -> torch.Tensor:
         """``[K, H]`` hidden states and the template's ``[V, 5]`` camera vectors → ``[K, V, D]`` prompts."""
-        views = self.cam_pose_encoder(self.text_hidden_fcs(hidden), cameras)
+        return self.view_prompts(self.text_hidden_fcs(hidden), cameras, is_object)
+
+    def view_prompts(self, embeddings: torch.Tensor, cameras: torch.Tensor, is_object: torch.Tensor) -> torch.Tensor:
+        """``[K, D]`` seg embeddings (``text_hidden_fcs`` output) and ``[V, 5]`` cameras → ``[K, V, D]`` prompts."""
+        views = self.cam_pose_encoder(embeddings, cameras)
         if self.attention_splitter is not None:
             views = self.attention_splitter(views, is_object)
         return views
@@ -227,16 +232,26 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         """
         if len(templates) != len(hidden):
             raise ValueError(f"{len(hidden)} seg embeddings but {len(templates)} templates")
-        is_object = torch.zeros(len(hidden), dtype=torch.bool, device=hidden.device) if is_object is None else is_object
-        masks: list[torch.Tensor | None] = [None] * len(hidden)
-        vertices: list[torch.Tensor | None] = [None] * len(hidden)
+        return self.predict_from_embeddings(self.text_hidden_fcs(hidden), templates, is_object)
+
+    def predict_from_embeddings(self, embeddings: torch.Tensor, templates: list[ViewTemplate | PhotoTemplate],
+                                is_object: torch.Tensor | None = None,
+                                ) -> tuple[torch.Tensor | list[torch.Tensor], list[torch.Tensor | None]]:
+        """:meth:`predict_from_hidden` after ``text_hidden_fcs``. The projection runs once over all queries, before
+        they are grouped by template, so a ``seg_batch_norm`` projection normalises (and, in training, updates its
+        running statistics) over the whole batch, once."""
+        if len(templates) != len(embeddings):
+            raise ValueError(f"{len(embeddings)} seg embeddings but {len(templates)} templates")
+        is_object = torch.zeros(len(embeddings), dtype=torch.bool, device=embeddings.device) if is_object is None else is_object
+        masks: list[torch.Tensor | None] = [None] * len(embeddings)
+        vertices: list[torch.Tensor | None] = [None] * len(embeddings)
         groups: dict[int, list[int]] = {}
         for k, template in enumerate(templates):
             groups.setdefault(id(template), []).append(k)
         for indices in groups.values():
             template = templates[indices[0]]
-            idx = torch.tensor(indices, device=hidden.device)
-            prompts = self.seg_to_view_prompts(hidden[idx], template.cameras.to(hidden.dtype), is_object[idx])
+            idx = torch.tensor(indices, device=embeddings.device)
+            prompts = self.view_prompts(embeddings[idx], template.cameras.to(embeddings.dtype), is_object[idx])
             group_masks = self.decode_template(prompts, template)
             group_vertices = template.lift(group_masks)
             for j, k in enumerate(indices):
@@ -279,7 +294,7 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         next_ids = input_ids[positions[:, 0], positions[:, 1] + 1]
         is_object = torch.isin(next_ids, torch.tensor(self.object_token_ids(), device=next_ids.device, dtype=next_ids.dtype))
         out.seg_embeddings = self.text_hidden_fcs(seg_hidden)
-        out.mask_logits, out.vertex_probs = self.predict_from_hidden(seg_hidden, per_seg, is_object)
+        out.mask_logits, out.vertex_probs = self.predict_from_embeddings(out.seg_embeddings, per_seg, is_object)
         return out
 
     # ------------------------------------------------------------------ inference
@@ -323,12 +338,49 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
                 raise IndexError(f"query {b}: image index {query['image']} but {len(images)} images were given")
         stop_ids = None if full_text else set(self.seg_token_ids)
         if shared_prefix:
-            decoded, templates = self._decode_shared_prefix(tokenizer, images, queries, max_new_tokens, stop_ids,
-                                                            generate_kwargs, draft_answers)
+            decoded, image_of = self._decode_shared_prefix(tokenizer, images, queries, max_new_tokens, stop_ids,
+                                                           generate_kwargs, draft_answers)
+            templates = self._query_templates(images, queries, image_of)
         else:
             decoded, templates = self._decode_with_generate(tokenizer, images, queries, max_new_tokens, stop_ids,
                                                             generate_kwargs)
         return self._predictions(tokenizer, decoded, templates)
+
+    @torch.no_grad()
+    def generate_text(self, tokenizer, images: list[np.ndarray], queries: list[dict], max_new_tokens: int = 32,
+                      draft_answers: bool = True) -> list[str]:
+        """Greedy answers (to ``</s>``) of text-only queries (``image``, ``prompt`` as in ``generate_contact``), on the
+        shared-prefix path; no masks are decoded."""
+        if not queries:
+            return []
+        decoded, _ = self._decode_shared_prefix(tokenizer, images, queries, max_new_tokens, None, {}, draft_answers)
+        return [tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens in decoded.tokens]
+
+    @torch.no_grad()
+    def contact_prompts(self, tokenizer, images: list[np.ndarray], asks: list[dict],
+                        max_new_tokens: int = 32) -> list[tuple[str, str | None]]:
+        """Each ask's generation prompt and the model's own opening answer (None when it has none).
+
+        ``asks``: dicts with ``image`` (index into ``images``), ``question`` and ``task``. A model trained with
+        ``config.opening_turn`` is first asked ``utils.conversation.OPENING_QUESTION`` about each photo that has a
+        question of ``OPENING_TASKS`` (once per image index, greedy); the task question then follows that answer as a
+        second turn, exactly the conversation it was trained on. Otherwise the prompt is ``chat_prompt`` of the
+        question. Training (the collator), validation, evaluation and the demo all prompt through here or through
+        ``utils.chat_prompt``, so the text is the trained one token for token.
+        """
+        opened = sorted({a["image"] for a in asks if conv.opening_applies(self.config.opening_turn, a["task"])})
+        openings = dict(zip(opened, self.generate_text(
+            tokenizer, images, [{"image": i, "prompt": chat_prompt(self.config, conv.OPENING_QUESTION)} for i in opened],
+            max_new_tokens)))
+        prompts: list[tuple[str, str | None]] = []
+        for ask in asks:
+            if conv.opening_applies(self.config.opening_turn, ask["task"]):
+                opening = openings[ask["image"]]
+                turns = [(conv.OPENING_QUESTION, opening), (ask["question"], None)]
+                prompts.append((conversation_text(turns, self.config)[0], opening))
+            else:
+                prompts.append((chat_prompt(self.config, ask["question"]), None))
+        return prompts
 
     def _encode_prompts(self, tokenizer, queries: list[dict]) -> list[list[int]]:
         encoded = tokenizer([q["prompt"] for q in queries], add_special_tokens=False)["input_ids"]  # one batched call
@@ -384,6 +436,8 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
                     texts[answer.format(seg=seg, body_parts=TINY_BODY_PARTS[i % len(TINY_BODY_PARTS)],
                                         affordance=TINY_AFFORDANCES[i % len(TINY_AFFORDANCES)],
                                         class_name=TINY_OBJECT_WORDS[i % len(TINY_OBJECT_WORDS)])] = None
+        for phrase in conv.POSE_PHRASES.values():
+            texts[conv.OPENING_ANSWER.format(pose=phrase)] = None
         drafts = AnswerDrafts(tokenizer(list(texts), add_special_tokens=False)["input_ids"])
         self._answer_drafts = (weakref.ref(tokenizer), drafts)
         return drafts
@@ -406,7 +460,7 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
             max_new_tokens=max_new_tokens, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
             capture_ids=set(self.seg_token_ids), stop_token_ids=stop_ids, logits_processor=logits_processor,
             drafts=self.answer_drafts(tokenizer) if draft_answers and logits_processor is None else None)
-        return decoded, self._query_templates(images, queries, image_of)
+        return decoded, image_of
 
     def _decode_with_generate(self, tokenizer, images, queries, max_new_tokens, stop_ids, generate_kwargs):
         """transformers' ``generate`` over the whole left-padded prompts (KV-cached, no shared prefix)."""

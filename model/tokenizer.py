@@ -45,6 +45,8 @@ TINY_AFFORDANCES = ("grasp", "contain", "lift", "open", "lay", "sit", "support",
 def _tiny_corpus() -> list[str]:
     texts = [conv.SYSTEM_PROMPT]
     texts += [f"The person is {phrase}; the contact is at the" for phrase in conv.POSE_PHRASES.values()]
+    texts += [conv.build_prompt(conv.OPENING_QUESTION, conv.OPENING_ANSWER.format(pose=phrase))
+              for phrase in conv.POSE_PHRASES.values()]
     for (task, qtype), (questions, answers) in conv.TEMPLATES.items():
         for obj, (i, part) in itertools.product(TINY_OBJECT_WORDS, enumerate(TINY_BODY_PARTS)):
             fields = {"class_name": obj, "seg": conv.SEG_TOKEN, "affordance": TINY_AFFORDANCES[i % len(TINY_AFFORDANCES)],

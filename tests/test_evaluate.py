@@ -23,7 +23,7 @@ from training.predict import predict_dataset
 from training.templates import query_template
 from training.validation import validate
 from utils.chat_prompt import chat_prompt
-from utils.conversation import HSEG_TOKEN, IM_START_TOKEN, OSEG_TOKEN, SEG_TOKEN
+from utils.conversation import HSEG_TOKEN, IM_START_TOKEN, OPENING_QUESTION, OSEG_TOKEN, SEG_TOKEN
 from utils.metrics import eps_prf, piad_metrics
 from training.recipes import Recipe
 
@@ -65,6 +65,9 @@ class _RecordingModel:
     def template(self, key):
         return self._model.template(key)
 
+    def contact_prompts(self, tokenizer, images, asks, **kwargs):
+        return self._model.contact_prompts(tokenizer, images, asks, **kwargs)
+
     def generate_contact(self, tokenizer, images, queries, **kwargs):
         self.queries += queries
         return [ContactPrediction(SEG_TOKEN, True, torch.zeros(4, 8, 8), torch.zeros(q["template"].num_vertices))
@@ -88,6 +91,49 @@ def test_evaluation_prompt_is_the_collators_prompt_token_for_token(data, tiny_to
         assert evaluation == instruction  # the training sample's instruction, token for token
         assert (im_start in evaluation) == use_im_start_end
         assert query["prompt"] == chat_prompt(model.config, dataset[b]["question"])
+
+
+def test_opening_turn_prompts_are_the_trained_conversation(data, tiny_tokenizer, synthbody_template_128):
+    """An ``opening_turn`` model is asked "What is the person doing?" once per photo, and each task question follows
+    its own answer to it: token for token the instruction of a training sample with that conversation. Affordance
+    questions (no person) stay one turn."""
+    model = make_tiny_model(tiny_tokenizer, synthbody_template_128, opening_turn=True)
+    dataset = build_dataset("synthcontact_hcontact", data, "train", num_vertices=6997, training=False)
+    opened = []
+    generate_text = model.generate_text
+
+    def said(tokenizer, images, queries, max_new_tokens=32):
+        opened.append([q["image"] for q in queries])
+        assert all(q["prompt"] == chat_prompt(model.config, OPENING_QUESTION) for q in queries)
+        return [f"The person is sitting{i}." for i in range(len(queries))]
+
+    model.generate_text = said
+    recorder = _RecordingModel(model)
+    results = predict_dataset(recorder, tiny_tokenizer, dataset, max_samples=5)
+    assert opened == [[0, 1, 2]]  # five questions about three photos: three opening answers
+    collator = Collator(tiny_tokenizer, model.config, training=True)
+    photo = {path: i for i, path in enumerate(dict.fromkeys(s["image_path"] for s, _ in results))}
+    for query, (sample, prediction) in zip(recorder.queries, results):
+        opening = f"The person is sitting{photo[sample['image_path']]}."
+        assert prediction.text.startswith(opening + " ")
+        trained = dict(sample, conversation=[(OPENING_QUESTION, opening), (sample["question"], sample["answer"])])
+        batch = collator([trained])
+        labels = batch["labels"][0].tolist()
+        answer_start = max(i for i, x in enumerate(labels) if x == IGNORE_INDEX and i + 1 < len(labels)
+                           and labels[i + 1] != IGNORE_INDEX)  # the last instruction token
+        ids = [tiny_tokenizer.bos_token_id] + tiny_tokenizer(query["prompt"], add_special_tokens=False)["input_ids"]
+        assert ids == batch["input_ids"][0, : answer_start + 1].tolist()
+        assert query["prompt"] == batch["generation_prompts"][0]
+    # the model's own greedy text is the opening answer; an affordance question gets none
+    model.generate_text = generate_text
+    image = dataset[0]["image"]
+    asks = [{"image": 0, "question": "Which body parts touch the chair?", "task": "hcontact"},
+            {"image": 0, "question": "What can a chair afford?", "task": "oafford"}]
+    (human, opening), (afford, none) = model.contact_prompts(tiny_tokenizer, [image], asks, max_new_tokens=4)
+    own = generate_text(tiny_tokenizer, [image], [{"image": 0, "prompt": chat_prompt(model.config, OPENING_QUESTION)}],
+                        max_new_tokens=4)[0]
+    assert opening == own and human.endswith(f"{own}</s>USER: {asks[0]['question']} ASSISTANT:")
+    assert none is None and afford == chat_prompt(model.config, asks[1]["question"])
 
 
 class _Reordered:

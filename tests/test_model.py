@@ -280,3 +280,26 @@ def test_seg_batch_norm_spreads_prompts_and_round_trips(tiny_tokenizer, synthbod
     hidden = torch.randn(3, model.config.text_hidden_size)
     torch.testing.assert_close(model.predict_from_hidden(hidden, [model.template()] * 3)[0],
                                loaded.predict_from_hidden(hidden, [loaded.template()] * 3)[0])
+
+
+def test_seg_batch_norm_normalises_the_whole_batch_once(tiny_tokenizer, synthbody_template_128):
+    """A training forward whose seg tokens go to two templates (body, object): the projection's BatchNorm sees all
+    of them together and updates its running statistics once (it used to run over the batch and then again per
+    template group: three updates from different statistics than those the masks were decoded with)."""
+    from utils.chat_prompt import chat_prompt
+
+    model = make_tiny_model(tiny_tokenizer, synthbody_template_128, seg_batch_norm=True).train()
+    norm = model.text_hidden_fcs[4]
+    other = type(model.template()).__new__(type(model.template()))
+    other.__dict__.update(model.template().__dict__)  # the same renders under another identity: a second group
+    texts = [chat_prompt(model.config, f"Which parts touch the {o}?", f"The {o} [SEG].") for o in ("chair", "box", "bed", "cup")]
+    ids = [[tiny_tokenizer.bos_token_id] + tiny_tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    width = max(map(len, ids))
+    input_ids = torch.tensor([row + [tiny_tokenizer.pad_token_id] * (width - len(row)) for row in ids])
+    attention = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])
+    pixels = torch.randn(4, 3, model.config.vlm_config.vision_config.image_size, model.config.vlm_config.vision_config.image_size)
+    before = int(norm.num_batches_tracked)
+    out = model(input_ids=input_ids, clip_pixel_values=pixels, attention_mask=attention,
+                templates=[model.template(), other, model.template(), other])
+    assert int(norm.num_batches_tracked) == before + 1
+    assert out.mask_logits.shape[0] == 4

@@ -532,3 +532,53 @@ def test_pose_first_answers(dataset: Path, tmp_path: Path) -> None:
                                     f"the {', '.join(sample['body_parts'])}[HSEG].")
     assert pose_phrase("lying", {"mode": "prone"}) == "lying face down" != pose_phrase("lying", {"mode": "supine"})
     assert pose_phrase("juggling") == "juggling"
+
+
+def test_opening_turn_says_the_pose(dataset: Path, tmp_path: Path) -> None:
+    """The opening-turn recipe's human samples are two turns: the fixed opening question answered with each image's pose
+    (lying told apart by facing), then the task question answered with the touching parts right before the seg
+    token. The object is named only in the second question, so the pose cannot be read off the object's name."""
+    from datasets.collate import IGNORE_INDEX, Collator
+    from datasets.registry import build_dataset
+    from model.config import build_config
+    from model.io import attach_tokenizer
+    from model.tokenizer import build_tiny_tokenizer
+    from utils.conversation import pose_phrase
+
+    root = tmp_path / "data"
+    shutil.copytree(dataset, root / "synthcontact")
+    recipe = get_recipe("synth-tiny-joint-opening")
+    source = recipe.train[0]
+    assert source.name == "synthcontact_hcontact" and recipe.model_overrides["opening_turn"] is True
+    posed = build_dataset(source.name, root, "train", training=False, load_masks=False, question_type="parts",
+                          token_type="Gen-Hu-Obj", opening_turn=True, **source.options)
+    assert len(posed) > 0
+    for i in range(len(posed)):
+        sample = posed[i]
+        (opening, said), (question, answer) = sample["conversation"]
+        assert (opening, said) == ("What is the person doing?", f"The person is {recorded_pose(root, sample['meta']['stem'])}.")
+        assert (sample["question"], sample["answer"]) == (question, answer)
+        assert answer == f"The contact is at the {', '.join(sample['body_parts'])}[HSEG]."
+        assert "doing" not in question
+    from preprocess_data import synthcontact_objects as so
+
+    so.main(["--data-dir", str(root / "synthcontact"), "--size", "64"])
+    source = next(s for s in recipe.train if s.name == "synthcontact_ocontact_canonical")
+    objects = build_dataset(source.name, root, "train", mask_size=64, training=False, template_size=64,
+                            view_set="4MV-Z_HM_BM", load_masks=False, token_type="Gen-Hu-Obj", opening_turn=True,
+                            **source.options)
+    for i in range(len(objects)):
+        sample = objects[i]
+        assert sample["conversation"] == [
+            ("What is the person doing?", f"The person is {recorded_pose(root, sample['meta']['stem'])}."),
+            (sample["question"], f"The {sample['class_name']} is in contact with the {', '.join(sample['body_parts'])}[OSEG].")]
+    # both answers are trained on, nothing of the questions
+    tokenizer = build_tiny_tokenizer()
+    config = build_config("tiny", **recipe.model_overrides)
+    attach_tokenizer(config, tokenizer)
+    batch = Collator(tokenizer, config, training=True)([posed[0]])
+    trained = tokenizer.decode([t for t, l in zip(batch["input_ids"][0].tolist(), batch["labels"][0].tolist())
+                                if l != IGNORE_INDEX])
+    (_, said), (question, answer) = posed[0]["conversation"]
+    assert trained == f" {said}</s> {answer}</s>"
+    assert batch["generation_prompts"][0].endswith(f"{said}</s>USER: {question} ASSISTANT:")

@@ -30,6 +30,8 @@ def _options(source: DataSource, recipe: Recipe, config, human_valid: np.ndarray
         options.update(view_set=config.object_view_set)
         if source.name in RENDERING_READERS:
             options.update(render_sizes=(config.sam_image_size,))
+    if config.opening_turn:  # the model is trained (and later asked) with the opening turn
+        options.update(opening_turn=True)
     options.update(source.options)
     return options
 

@@ -4,13 +4,13 @@ time. What validation (best-model selection) and ``evaluate.py`` score."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import torch
 from tqdm import tqdm
 
 from model.interactvlm import ContactPrediction
 from training.templates import query_template
-from utils.chat_prompt import chat_prompt
 from utils.evaluation import EvalItem, item_from_prediction
 
 
@@ -37,8 +37,9 @@ def predict_dataset(model, tokenizer, dataset, max_samples: int | None = None, b
                     progress: bool = False, **generate_kwargs) -> list[tuple[dict, ContactPrediction]]:
     """Generate-mode predictions over a contact dataset: (sample, ContactPrediction) pairs in the dataset's order.
 
-    Each prompt is :func:`utils.chat_prompt.chat_prompt` of the model's config and the sample's question: the text
-    the collator trains on, token for token. The questions about one photo (several objects, several tasks) go to
+    Each prompt is ``model.contact_prompts`` of the sample's question: the text the collator trains on, token for
+    token (for an ``opening_turn`` model, after its own answer to the opening question, which then starts the
+    prediction's ``text``). The questions about one photo (several objects, several tasks) go to
     ``generate_contact`` together as queries on one image (:func:`image_groups`); answers are the same as one call
     per sample, up to float rounding. ``generate_kwargs`` go to ``generate_contact`` (e.g. a ``logits_processor``)."""
     count = len(dataset) if max_samples is None else min(max_samples, len(dataset))
@@ -46,15 +47,19 @@ def predict_dataset(model, tokenizer, dataset, max_samples: int | None = None, b
     predictions: list[ContactPrediction | None] = [None] * count
     calls = image_groups(samples, batch_size)
     for call in tqdm(calls, desc=f"predict {getattr(dataset, 'name', '')}", disable=not progress):
-        images, queries, order = [], [], []
+        images, asks, order = [], [], []
         for group in call:
             for i in group:
-                queries.append({"image": len(images), "prompt": chat_prompt(model.config, samples[i]["question"]),
-                                "template": query_template(model, samples[i])})
+                asks.append({"image": len(images), "question": samples[i]["question"],
+                             "task": samples[i].get("task", getattr(dataset, "task", ""))})
                 order.append(i)
             images.append(samples[group[0]]["image"])
-        for i, prediction in zip(order, model.generate_contact(tokenizer, images, queries, **generate_kwargs)):
-            predictions[i] = prediction
+        prompts = model.contact_prompts(tokenizer, images, asks)
+        queries = [{"image": ask["image"], "prompt": prompt, "template": query_template(model, samples[i])}
+                   for i, ask, (prompt, _) in zip(order, asks, prompts)]
+        answers = model.generate_contact(tokenizer, images, queries, **generate_kwargs)
+        for i, (_, opening), prediction in zip(order, prompts, answers):
+            predictions[i] = prediction if opening is None else replace(prediction, text=f"{opening} {prediction.text}")
     return list(zip(samples, predictions))
 
 

@@ -79,11 +79,12 @@ def majority_answers(records) -> dict[str, set[str]]:
     return {name: set(c.most_common(1)[0][0]) for name, c in counts.items()}
 
 
-ANSWER_POSE = re.compile(r"The person is ([^;\[]+);")
+ANSWER_POSE = re.compile(r"The person is ([^;.\[]+)[;.]")
 
 
 def answer_pose(text: str) -> str | None:
-    """The pose an answer states first ("The person is lying face down; the contact …" → lying face down)."""
+    """The pose an answer states first: the opening answer ("The person is lying face down. The contact …") or, in
+    one-turn answers, its first clause ("The person is lying face down; the contact …") → lying face down."""
     match = ANSWER_POSE.search(text or "")
     return match.group(1).strip() if match else None
 

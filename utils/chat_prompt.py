@@ -9,9 +9,10 @@ several places let one of them drop ``use_im_start_end``, so evaluation asked a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from utils.conversation import build_prompt
+from utils.conversation import ASSISTANT_ROLE, SEP, SEP2, USER_ROLE, build_prompt
 
 
 class PromptConfig(Protocol):
@@ -29,3 +30,28 @@ def chat_prompt(config: PromptConfig, question: str, answer: str | None = None) 
     """
     return build_prompt(question, answer, use_im_start_end=bool(config.use_im_start_end),
                         image_tokens=int(config.image_seq_length))
+
+
+def conversation_text(turns: Sequence[tuple[str, str | None]], config: PromptConfig) -> tuple[str, list[tuple[int, int]]]:
+    """The llava_v1 text of a (multi-turn) conversation and the character spans of its answers.
+
+    The first turn is :func:`utils.chat_prompt.chat_prompt` (the generation prompt of the model's config); later
+    turns continue with ``"USER: {q} ASSISTANT: {a}</s>"``. A final answer of ``None`` leaves the text open after
+    ``ASSISTANT:``.
+    """
+    if not turns:
+        raise ValueError("a conversation needs at least one (question, answer) turn")
+    question, answer = turns[0]
+    text = chat_prompt(config, question)
+    spans = []
+    for i, (question, answer) in enumerate(turns):
+        if i:
+            text += f"{USER_ROLE}: {question}{SEP}{ASSISTANT_ROLE}:"
+        if answer is None:
+            if i != len(turns) - 1:
+                raise ValueError("only the last turn may lack an answer")
+            break
+        start = len(text)
+        text += f" {answer}{SEP2}"
+        spans.append((start, len(text)))
+    return text, spans

@@ -123,6 +123,20 @@ POSE_PHRASES = {
 }
 
 
+# The opening turn (``InteractVLMConfig.opening_turn``): before the task question, the model is asked what the person
+# is doing and answers it itself. The answer can then only come from the photo: in one turn that names the object
+# first, a pose stated after the object's name was a lookup on the class (a held ball was "kicking" 70 times in 71,
+# the only pose the ball is kicked in training), which no amount of training on seen combinations corrects.
+OPENING_QUESTION = "What is the person doing?"
+OPENING_ANSWER = "The person is {pose}."
+OPENING_TASKS = ("hcontact", "h2dcontact", "ocontact")  # the tasks about a person in the photo (not oafford)
+
+
+def opening_applies(opening_turn: bool, task: str) -> bool:
+    """Whether a query of ``task`` starts with the opening turn, for a model (or dataset) with ``opening_turn``."""
+    return bool(opening_turn) and task in OPENING_TASKS
+
+
 def pose_phrase(family: str, info: dict | None = None) -> str:
     """The words for a pose family (and lying mode); a family this table does not know is used as it is."""
     mode = (info or {}).get("mode")
