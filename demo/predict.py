@@ -15,6 +15,7 @@ from demo.meshes import BodyAssets, ObjectTemplates
 from demo.modes import ModeSpec, QuerySpec, question_for, query_specs
 from model.io import ModelDirError, check_model_dir, load_interactvlm, read_training_objects
 from utils.body_models import default_body_model_dir
+from utils.conversation import with_opening
 from utils.paths import default_data_dir
 
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -145,8 +146,8 @@ class DemoRunner:
             predictions = self.model.generate_contact(self.tokenizer, images, queries, max_new_tokens=self.max_new_tokens)
         results: list[list[QueryResult]] = [[] for _ in jobs]
         for (j, spec), ask, (_, opening), template, pred in zip(owners, asks, prompts, templates, predictions):
-            text = pred.text if opening is None else f"{opening} {pred.text}"
-            results[j].append(self._result(jobs[j], spec, template, pred, images[jobs[j].image], ask["question"], text))
+            results[j].append(self._result(jobs[j], spec, template, pred, images[jobs[j].image], ask["question"],
+                                           with_opening(opening, pred.text)))
         return results
 
     def _result(self, job: Job, spec: QuerySpec, template, pred, image: np.ndarray, question: str,

@@ -230,8 +230,6 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
         Queries sharing a template are decoded as one batch (the usual case: every hcontact query uses the body).
         2D queries give ``None`` vertex probs, and a list of ``[1, H_k, W_k]`` masks when their photos differ in size.
         """
-        if len(templates) != len(hidden):
-            raise ValueError(f"{len(hidden)} seg embeddings but {len(templates)} templates")
         return self.predict_from_embeddings(self.text_hidden_fcs(hidden), templates, is_object)
 
     def predict_from_embeddings(self, embeddings: torch.Tensor, templates: list[ViewTemplate | PhotoTemplate],

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from model.interactvlm import ContactPrediction
 from training.templates import query_template
+from utils.conversation import with_opening
 from utils.evaluation import EvalItem, item_from_prediction
 
 
@@ -59,7 +60,7 @@ def predict_dataset(model, tokenizer, dataset, max_samples: int | None = None, b
                    for i, ask, (prompt, _) in zip(order, asks, prompts)]
         answers = model.generate_contact(tokenizer, images, queries, **generate_kwargs)
         for i, (_, opening), prediction in zip(order, prompts, answers):
-            predictions[i] = prediction if opening is None else replace(prediction, text=f"{opening} {prediction.text}")
+            predictions[i] = replace(prediction, text=with_opening(opening, prediction.text))
     return list(zip(samples, predictions))
 
 

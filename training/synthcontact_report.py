@@ -27,7 +27,9 @@ import json
 import warnings
 import re
 from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -71,12 +73,13 @@ def part_set_f1(named: set[str], truth: set[str]) -> float:
     return 2 * len(named & truth) / (len(named) + len(truth))
 
 
-def majority_answers(records) -> dict[str, set[str]]:
-    """Per object class, the part list its training pairs name most often: the answer of a class lookup."""
+def class_majority(records, value: Callable[[Any], Hashable]) -> dict[str, Hashable]:
+    """Per object class, the ``value`` (part list, pose) its training pairs show most often: what a lookup on the
+    class would answer."""
     counts: dict[str, Counter] = defaultdict(Counter)
     for r in records:
-        counts[r.class_name][tuple(sorted(r.body_parts))] += 1
-    return {name: set(c.most_common(1)[0][0]) for name, c in counts.items()}
+        counts[r.class_name][value(r)] += 1
+    return {name: c.most_common(1)[0][0] for name, c in counts.items()}
 
 
 ANSWER_POSE = re.compile(r"The person is ([^;.\[]+)[;.]")
@@ -87,14 +90,6 @@ def answer_pose(text: str) -> str | None:
     one-turn answers, its first clause ("The person is lying face down; the contact …") → lying face down."""
     match = ANSWER_POSE.search(text or "")
     return match.group(1).strip() if match else None
-
-
-def majority_poses(records) -> dict[str, str]:
-    """Per object class, the pose its training pairs show most often: what a class lookup would say."""
-    counts: dict[str, Counter] = defaultdict(Counter)
-    for r in records:
-        counts[r.class_name][r.pose] += 1
-    return {name: c.most_common(1)[0][0] for name, c in counts.items()}
 
 
 def split_families(data_dir: Path, split: str) -> dict[str, str]:
@@ -178,8 +173,9 @@ def human_report(model, tokenizer, args) -> tuple[str, dict]:
     names_train, labels_train = train_labels(train)
     prior = FrequencyPrior.fit(names_train, labels_train)
     feet = feet_vertices()
-    lookup = majority_answers(train.records)
-    pose_lookup = majority_poses(train.records)
+    lookup = {name: set(parts) for name, parts in
+              class_majority(train.records, lambda r: tuple(sorted(r.body_parts))).items()}
+    pose_lookup = class_majority(train.records, lambda r: r.pose)
     known_parts = set().union(*lookup.values())
     summary_rows, combo_rows, answer_rows, pose_rows, numbers, pictures = [], [], [], [], {}, []
     for split in SPLITS:

@@ -137,6 +137,11 @@ def opening_applies(opening_turn: bool, task: str) -> bool:
     return bool(opening_turn) and task in OPENING_TASKS
 
 
+def with_opening(opening: str | None, answer: str) -> str:
+    """The text a query's prediction reports: the model's opening answer (if it was asked one), then its answer."""
+    return answer if opening is None else f"{opening} {answer}"
+
+
 def pose_phrase(family: str, info: dict | None = None) -> str:
     """The words for a pose family (and lying mode); a family this table does not know is used as it is."""
     mode = (info or {}).get("mode")
