@@ -42,6 +42,10 @@ class InteractVLMConfig(PreTrainedConfig):
         "What is the person doing?", which the model answers itself before it reads the task question (new training;
         ``False`` for the released models). The pose is then said before the object is named, so it can only come
         from the photo; ``InteractVLMForCausalLM.contact_prompts`` builds the two-turn prompts.
+    view_splitter: with ``Gen-Hu-Obj``, pass the view prompts through the attention splitter (every released joint
+        model). ``False`` (new training) sends each [HSEG] / [OSEG] embedding straight to its own template's
+        decoder: on the bundled tiny model's seg states the camera gates and the splitter let the SAM decoder render
+        a few stock masks only (``training.mask_branch_probe``; README, "Where the contact is lost").
     human_view_set, object_view_set: names in ``utils.geometry.views.VIEW_SETS``.
     human_template: body model of the human renders / lifting maps (``smplh`` for released models, ``synthbody``
         for the bundled tiny one).
@@ -82,6 +86,7 @@ class InteractVLMConfig(PreTrainedConfig):
     per_view_tokens: bool = False
     seg_batch_norm: bool = False
     opening_turn: bool = False
+    view_splitter: bool = True
     human_view_set: str = "4MV-Z_Vitru_mv2"
     object_view_set: str = "4MV-Z_HM_BM"
     human_template: str = "smplh"

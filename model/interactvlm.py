@@ -125,7 +125,8 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
             raise ValueError(f"out_dim {config.out_dim} must equal the SAM prompt size {config.sam_config.mask_decoder_config.hidden_size}")
         self.text_hidden_fcs = build_text_hidden_fcs(config.text_hidden_size, config.out_dim, config.seg_batch_norm)
         self.cam_pose_encoder = build_cam_encoder(config.cam_encoder_type, config.out_dim, config.num_views)
-        self.attention_splitter = AttentionSplitter(config.out_dim) if config.token_type == "Gen-Hu-Obj" else None
+        self.attention_splitter = AttentionSplitter(config.out_dim) \
+            if config.token_type == "Gen-Hu-Obj" and config.view_splitter else None
         self.view_cache = ViewEmbeddingCache()
         self.templates: dict[str, ViewTemplate] = {}  # plain dict: not parameters, not in the state dict
         self._fingerprint: str | None = None

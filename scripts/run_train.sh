@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Train a named configuration (training/recipes.py): hcontact-damon-fix, hcontact-wScene, oafford-lemon-piad,
-# hcontact-ocontact, synth-tiny, synth-tiny-2d, synth-vision, synth-tiny-joint-text, synth-tiny-joint.
+# hcontact-ocontact, synth-tiny, synth-tiny-2d, synth-vision, synth-tiny-joint-text, synth-tiny-joint,
+# synth-tiny-joint-opening-text, synth-tiny-joint-opening.
 # Extra arguments go to train.py (e.g. --set epochs=2 --resume auto).
 #   bash scripts/run_train.sh synth-tiny                 # CPU, one process
 #   bash scripts/run_train.sh hcontact-damon-fix         # all local GPUs through the deepspeed launcher
@@ -8,7 +9,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 name="${1:-}"
-[ -n "$name" ] || { echo "usage: bash scripts/run_train.sh <recipe> [train.py args]; recipes: hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint" >&2; exit 2; }
+[ -n "$name" ] || { echo "usage: bash scripts/run_train.sh <recipe> [train.py args]; recipes: hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint synth-tiny-joint-opening-text synth-tiny-joint-opening" >&2; exit 2; }
 shift
 py="${PYTHON:-$root/.venv/bin/python}"
 [ -x "$py" ] || py=python3
@@ -18,12 +19,12 @@ case "$name" in
       exec deepspeed --master_port "$((20000 + RANDOM % 5000))" train.py --recipe "$name" "$@"
     fi
     exec "$py" train.py --recipe "$name" "$@" ;;
-  synth-tiny|synth-tiny-2d|synth-tiny-joint-text|synth-tiny-joint)
+  synth-tiny|synth-tiny-2d|synth-tiny-joint-text|synth-tiny-joint|synth-tiny-joint-opening-text|synth-tiny-joint-opening)
     exec "$py" train.py --recipe "$name" "$@" ;;
   synth-vision)  # vision pretraining of the tiny CLIP tower (training/vision_pretrain.py), before synth-tiny-joint-text
     exec "$py" -m training.vision_pretrain --data-dir "$root/data" --image-size 224 \
       --output "$root/trained_models/vision/tiny_clip_synthcontact.safetensors" "$@" ;;
   *)
-    echo "unknown recipe '$name'; known: hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint" >&2
+    echo "unknown recipe '$name'; known: hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint synth-tiny-joint-opening-text synth-tiny-joint-opening" >&2
     exit 2 ;;
 esac

@@ -303,3 +303,26 @@ def test_seg_batch_norm_normalises_the_whole_batch_once(tiny_tokenizer, synthbod
                 templates=[model.template(), other, model.template(), other])
     assert int(norm.num_batches_tracked) == before + 1
     assert out.mask_logits.shape[0] == 4
+
+
+def test_joint_model_without_view_splitter_sends_the_embedding_straight_to_the_decoder(tiny_tokenizer,
+                                                                                        synthbody_template_128):
+    """``view_splitter=False`` with ``cam_encoder_type="none"`` (the bundled opening-turn model): every view's prompt
+    is the seg embedding itself, for [HSEG] and [OSEG] alike; a saved config without the field keeps the splitter."""
+    model = make_tiny_model(tiny_tokenizer, synthbody_template_128, token_type="Gen-Hu-Obj", view_splitter=False,
+                            cam_encoder_type="none")
+    assert model.attention_splitter is None
+    assert not any(name.startswith(("attention_splitter", "cam_pose_encoder")) for name, _ in model.named_parameters())
+    hidden = torch.randn(3, model.config.text_hidden_size)
+    with torch.no_grad():
+        embeddings = model.text_hidden_fcs(hidden)
+        prompts = model.seg_to_view_prompts(hidden, model.template().cameras, torch.tensor([False, True, False]))
+    assert prompts.shape == (3, model.config.num_views, model.config.out_dim)
+    torch.testing.assert_close(prompts, embeddings[:, None].expand_as(prompts))
+    qa = make_qa("hcontact", "chair", "simple", token_type="Gen-Hu-Obj")
+    ids = _encode(tiny_tokenizer, build_prompt(qa.question, qa.answer, image_tokens=model.config.image_seq_length))
+    out = model(input_ids=ids, clip_pixel_values=clip_preprocess(IMAGES[:1], 112))
+    assert out.mask_logits.shape == (1, 4, 128, 128)
+    legacy = model.config.to_dict()
+    legacy.pop("view_splitter")
+    assert type(model.config)(**legacy).view_splitter is True
