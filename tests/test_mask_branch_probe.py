@@ -45,7 +45,7 @@ def test_seg_states_of_real_pairs(tmp_path):
     model, tokenizer = load_interactvlm(model_dir, device="cpu")
     model.eval()
     dataset = human_pairs(model, root, "test", trained_answer_template(model_dir))
-    indices = pick(dataset, 6, seed=0, keep_supporting=False)
+    indices = pick(dataset, 6, seed=0, for_training=False)
     assert indices and all(dataset.records[i].class_name != "supporting" for i in indices)
     states = seg_states(model, tokenizer, dataset, indices, batch_size=4)
     assert states.hidden.shape == (len(indices), model.config.text_hidden_size)

@@ -31,9 +31,9 @@ import torch
 from tqdm import tqdm
 
 from datasets.collate import Collator
-from datasets.registry import build_dataset
 from model.io import load_interactvlm
 from training.batches import model_inputs
+from training.synthcontact_report import human_dataset
 from utils.metrics import deco_prf
 from utils.paths import REPO_ROOT
 
@@ -62,16 +62,15 @@ def trained_answer_template(model_dir: Path) -> str | None:
 
 
 def human_pairs(model, data_dir: Path, split: str, answer_template: str | None):
-    cfg = model.config
-    return build_dataset(HUMAN_SOURCE, data_dir, split, view_set=cfg.human_view_set, mask_size=cfg.mask_size,
-                         valid_mask=model.template("human").valid.cpu().numpy(), training=False,
-                         token_type=cfg.token_type, answer_template=answer_template, opening_turn=cfg.opening_turn)
+    """The split's human pairs in the conversation ``model`` was trained on."""
+    return human_dataset(model, data_dir, split, answer_template=answer_template, opening_turn=model.config.opening_turn)
 
 
-def pick(dataset, count: int, seed: int, keep_supporting: bool) -> list[int]:
-    """``count`` pair indices spread over the split (random for training, evenly spaced otherwise)."""
-    indices = [i for i, r in enumerate(dataset.records) if keep_supporting or r.class_name != "supporting"]
-    if keep_supporting:
+def pick(dataset, count: int, seed: int, for_training: bool) -> list[int]:
+    """``count`` pair indices: for fitting the probe, a random draw over every class (``supporting`` too); for
+    scoring, evenly spaced over the split without ``supporting``, as the report scores."""
+    indices = [i for i, r in enumerate(dataset.records) if for_training or r.class_name != "supporting"]
+    if for_training:
         return [int(i) for i in np.random.default_rng(seed).permutation(indices)[:count]]
     return indices[:: max(1, len(indices) // max(count, 1))][:count]
 
@@ -138,12 +137,12 @@ def run(model_dir: Path, eval_dir: Path, train_dir: Path, train_pairs: int, test
     model.eval()
     answer = trained_answer_template(model_dir)
     train = human_pairs(model, train_dir, "train", answer)
-    fitted = seg_states(model, tokenizer, train, pick(train, train_pairs, seed, keep_supporting=True), desc="train")
+    fitted = seg_states(model, tokenizer, train, pick(train, train_pairs, seed, for_training=True), desc="train")
     probe = fit_linear_probe(fitted.hidden, fitted.labels, seed=seed)
     results = {"model_dir": str(model_dir), "answer_template": answer, "train_pairs": len(fitted.labels), "splits": {}}
     for split in ("test", "test_heldout"):
         dataset = human_pairs(model, eval_dir, split, answer)
-        states = seg_states(model, tokenizer, dataset, pick(dataset, test_pairs, seed, keep_supporting=False), desc=split)
+        states = seg_states(model, tokenizer, dataset, pick(dataset, test_pairs, seed, for_training=False), desc=split)
         results["splits"][split] = {
             "pairs": len(states.labels),
             "mask_branch": semantic_f1(states.branch_probs, states.labels),
