@@ -159,9 +159,9 @@ SAM_ENCODERS: dict[str, Callable[..., SamConfig]] = {
     "vit_h": lambda **kw: _sam_config(1280, 32, 16, [7, 15, 23, 31], **kw),
     "vit_l": lambda **kw: _sam_config(1024, 24, 16, [5, 11, 17, 23], **kw),
     "vit_b": lambda **kw: _sam_config(768, 12, 12, [2, 5, 8, 11], **kw),
-    # CPU-sized: 128-px input, 8x8 embedding, 64-d prompts
-    "tiny": lambda image_size=128, **kw: _sam_config(64, 2, 2, [1], image_size=image_size, window=4, prompt_dim=64,
-                                                     decoder_mlp=128, decoder_heads=2, **kw),
+    # CPU-sized: 128-px input, 8x8 embedding, 64-d prompts (a wider decoder: prompt_dim=, decoder_mlp=, decoder_heads=)
+    "tiny": lambda image_size=128, **kw: _sam_config(64, 2, 2, [1], image_size=image_size, window=4,
+                                                     **{"prompt_dim": 64, "decoder_mlp": 128, "decoder_heads": 2, **kw}),
 }
 
 

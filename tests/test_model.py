@@ -326,3 +326,27 @@ def test_joint_model_without_view_splitter_sends_the_embedding_straight_to_the_d
     legacy = model.config.to_dict()
     legacy.pop("view_splitter")
     assert type(model.config)(**legacy).view_splitter is True
+
+
+def test_tiny_sam_decoder_width_is_configurable(tiny_tokenizer, synthbody_template_128):
+    """The bundled opening-turn model's 128-d decoder (16 upscaled channels per pixel where the tiny default has 8):
+    the prompt, the decoder and its hypernetwork follow ``prompt_dim``, the default stays 64-d, and an ``out_dim``
+    that disagrees with the decoder is refused with both numbers."""
+    from model.config import SAM_ENCODERS
+
+    default = SAM_ENCODERS["tiny"]()
+    assert default.mask_decoder_config.hidden_size == 64 and default.mask_decoder_config.num_attention_heads == 2
+    wide = SAM_ENCODERS["tiny"](image_size=128, prompt_dim=128, decoder_mlp=512, decoder_heads=8)
+    assert wide.vision_config.hidden_size == default.vision_config.hidden_size  # same encoder trunk
+    assert wide.vision_config.output_channels == 128 and wide.mask_decoder_config.mlp_dim == 512
+    model = make_tiny_model(tiny_tokenizer, synthbody_template_128, sam_config=wide.to_dict(), out_dim=128,
+                            view_splitter=False, cam_encoder_type="none")
+    assert model.text_hidden_fcs[2].weight.shape[0] == 128
+    assert model.sam.mask_decoder.upscale_conv2.out_channels == 16
+    qa = make_qa("hcontact", "chair", "simple")
+    ids = _encode(tiny_tokenizer, build_prompt(qa.question, qa.answer, image_tokens=model.config.image_seq_length))
+    with torch.no_grad():
+        out = model(input_ids=ids, clip_pixel_values=clip_preprocess(IMAGES[:1], 112))
+    assert out.mask_logits.shape == (1, 4, 128, 128) and torch.isfinite(out.mask_logits).all()
+    with pytest.raises(ValueError, match="out_dim 64 must equal the SAM prompt size 128"):
+        make_tiny_model(tiny_tokenizer, synthbody_template_128, sam_config=wide.to_dict())
