@@ -8,8 +8,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+known="hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint synth-tiny-joint-opening-text synth-tiny-joint-opening"
 name="${1:-}"
-[ -n "$name" ] || { echo "usage: bash scripts/run_train.sh <recipe> [train.py args]; recipes: hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint synth-tiny-joint-opening-text synth-tiny-joint-opening" >&2; exit 2; }
+[ -n "$name" ] || { echo "usage: bash scripts/run_train.sh <recipe> [train.py args]; recipes: $known" >&2; exit 2; }
 shift
 py="${PYTHON:-$root/.venv/bin/python}"
 [ -x "$py" ] || py=python3
@@ -25,6 +26,6 @@ case "$name" in
     exec "$py" -m training.vision_pretrain --data-dir "$root/data" --image-size 224 \
       --output "$root/trained_models/vision/tiny_clip_synthcontact.safetensors" "$@" ;;
   *)
-    echo "unknown recipe '$name'; known: hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint synth-tiny-joint-opening-text synth-tiny-joint-opening" >&2
+    echo "unknown recipe '$name'; known: $known" >&2
     exit 2 ;;
 esac
