@@ -31,7 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from training.data import build_training_data, build_validation_data
-from model.lora import apply_lora, merge_lora, trainable_summary
+from model.lora import apply_lora, freeze, merge_lora, trainable_summary
 from training.vision_pretrain import load_pretrained_vision
 from training.batches import model_inputs, sample_losses
 from training.build import build_model
@@ -156,6 +156,8 @@ def _build_model_and_data(recipe: Recipe, args: argparse.Namespace, device: str)
         count = load_pretrained_vision(model, path if path.is_absolute() else REPO_ROOT / path)
         print(f"vision tower: {count} tensors from {recipe.pretrained_vision}")
     model = apply_lora(model, use_lora=recipe.use_lora)
+    if recipe.frozen:
+        print(f"frozen: {freeze(model, recipe.frozen)} tensors under {recipe.frozen}")
     if hasattr(model, "enable_input_require_grads") and recipe.use_lora:
         model.enable_input_require_grads()
     counts = trainable_summary(model)

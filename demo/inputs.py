@@ -29,7 +29,9 @@ from demo.names import (EXTRA_IMAGE_EXTENSIONS, IMAGE_EXTENSIONS, MAX_NAME_CHARS
                         validate_object_name)
 from utils.paths import REPO_ROOT
 
-DEFAULT_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact"
+# the 3D default: the opening-turn model (README, "The opening-turn model"), which beats the pose-first
+# interactvlm-tiny-synthcontact on seen and held-out combinations alike
+DEFAULT_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact-opening"
 DEFAULT_2D_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-2d-synthcontact"  # h2dcontact's default
 DEFAULT_INPUT = REPO_ROOT / "data" / "demo_samples"
 DEFAULT_OBJECT_INPUT = DEFAULT_INPUT / "object_samples.json"  # the object modes need samples with a mesh

@@ -49,6 +49,27 @@ def set_trainable(model: nn.Module, config) -> None:
         param.requires_grad_(trainable)
 
 
+def freeze(model: nn.Module, prefixes: str | tuple[str, ...] | list[str]) -> int:
+    """Stop training every parameter whose name starts with one of ``prefixes``; returns how many tensors that froze.
+
+    Why: a stage that must leave the answers as an earlier stage left them (the language model, its embeddings and
+    ``lm_head``, which FULLY_TRAINED would otherwise train) says so here rather than through a zero learning rate,
+    so no gradient is computed for them at all. A prefix that matches no parameter is a typo and an error.
+    """
+    if isinstance(prefixes, str):  # `--set frozen=vlm` is one prefix, not three letters
+        prefixes = (prefixes,)
+    names = [name for name, _ in model.named_parameters()]
+    unused = [prefix for prefix in prefixes if not any(name.startswith(prefix) for name in names)]
+    if unused:
+        raise ValueError(f"frozen prefixes {unused} match no parameter of the model (names start like {names[0]!r})")
+    count = 0
+    for name, param in model.named_parameters():
+        if any(name.startswith(prefix) for prefix in prefixes):
+            param.requires_grad_(False)
+            count += 1
+    return count
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold the LoRA deltas into the base weights and drop the peft wrapper (for release)."""
     if hasattr(model, "merge_and_unload"):

@@ -19,10 +19,11 @@ import pytest
 import run_demo
 from tests.test_demo import check_sample, run_summary
 from tests.test_demo_2d import check_2d_sample
+from demo.inputs import DEFAULT_MODEL
 from utils.paths import REPO_ROOT
 
 SAMPLES = REPO_ROOT / "data" / "demo_samples"
-MODEL_3D = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact"
+MODEL_3D = DEFAULT_MODEL  # the demo's default 3D model
 MODEL_2D = REPO_ROOT / "trained_models" / "interactvlm-tiny-2d-synthcontact"
 CHAIR_SITTING = "chair__test_000015"  # SynthContact test image: sitting on a chair
 CHAIR_OBJECT = "chair__object-demo"  # another pose with a chair, and the sample with an object mesh

@@ -10,7 +10,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from model.config import build_config
 from model.interactvlm import InteractVLMForCausalLM, clip_preprocess
 from model.io import load_interactvlm, save_interactvlm
-from model.lora import apply_lora, merge_lora
+from model.lora import apply_lora, freeze, merge_lora
 from model.losses import focal_bce_3d
 from model.prompts import seg_positions
 from model.sam import ViewEmbeddingCache
@@ -173,6 +173,22 @@ def test_gradients_reach_exactly_the_trained_modules(tiny_tokenizer, synthbody_t
             assert not param.requires_grad and param.grad is None, name
     lora_layers = [n for n in grads if "lora_A" in n]
     assert lora_layers and all(".language_model." in n and ("q_proj" in n or "v_proj" in n) for n in lora_layers)
+
+
+def test_freeze_stops_the_named_modules_and_only_those(tiny_tokenizer, synthbody_template_128):
+    # a mask stage on a frozen VLM: no gradient may reach CLIP, the LM, its embeddings or lm_head (which the tiny
+    # preset trains otherwise), while the mask branch still learns
+    model = apply_lora(make_tiny_model(tiny_tokenizer, synthbody_template_128), use_lora=False).train()
+    assert freeze(model, ("vlm",)) > 0
+    ids = _encode(tiny_tokenizer, _prompt(model))
+    out = model(input_ids=ids, clip_pixel_values=clip_preprocess(IMAGES[:1], 112), labels=ids)
+    (out.loss + out.mask_logits.sigmoid().mean()).backward()
+    for name, param in model.named_parameters():
+        if name.startswith("vlm"):
+            assert not param.requires_grad and param.grad is None, name
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "text_hidden_fcs" in n)
+    with pytest.raises(ValueError, match="match no parameter"):
+        freeze(model, ("vlm.model.langauge_model",))
 
 
 def test_lora_merge_keeps_outputs(tiny_tokenizer, synthbody_template_128):

@@ -33,7 +33,7 @@ from utils.paths import REPO_ROOT
 
 FETCH = REPO_ROOT / "fetch_data.sh"
 SAMPLES = REPO_ROOT / "data" / "demo_samples"
-BUNDLED = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact"
+BUNDLED = demo_inputs.DEFAULT_MODEL  # the demo's default 3D model
 SYNTH_IMAGE = SAMPLES / "chair__test_000015" / "chair__test_000015.jpg"
 
 needs_bundled = pytest.mark.skipif(not (BUNDLED / "config.json").is_file(), reason="needs the bundled model")

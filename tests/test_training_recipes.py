@@ -122,3 +122,15 @@ def test_load_pretrained_vision_checks_the_tower(tmp_path):
     attach_tokenizer(wider, build_tiny_tokenizer())
     with pytest.raises(ValueError, match="does not fit"):
         load_pretrained_vision(InteractVLMForCausalLM(wider), tmp_path / "tower.safetensors")
+
+
+def test_run_train_sh_knows_every_recipe():
+    """A recipe added to training/recipes.py but not to scripts/run_train.sh cannot be run the way the README says."""
+    import re
+    from utils.paths import REPO_ROOT
+
+    script = (REPO_ROOT / "scripts" / "run_train.sh").read_text()
+    known = set(re.search(r'^known="([^"]*)"', script, re.M).group(1).split())
+    assert set(RECIPES) <= known, sorted(set(RECIPES) - known)
+    dispatched = set(re.findall(r"[\w-]+", " ".join(re.findall(r"^  ([\w|-]+)\)", script, re.M))))
+    assert set(RECIPES) <= dispatched, sorted(set(RECIPES) - dispatched)

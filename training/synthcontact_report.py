@@ -1,7 +1,7 @@
 """The README's SynthContact tables in one command: the bundled model against the baselines, per split and per
 (pose family × object), human and object side.
 
-    python -m training.synthcontact_report --model-dir trained_models/interactvlm-tiny-synthcontact \
+    python -m training.synthcontact_report --model-dir trained_models/interactvlm-tiny-synthcontact-opening \
         --eval-dir data/synthcontact_eval --train-dir data --output docs/synthcontact_results.md
 
 ``--eval-dir`` holds a SynthContact folder generated with a seed never used in training (splits ``test`` with the
@@ -287,7 +287,7 @@ def object_report(model, tokenizer, args) -> tuple[str, dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact")
+    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact-opening")
     parser.add_argument("--eval-dir", type=Path, required=True, help="dataset dir holding synthcontact/ (unseen seed)")
     parser.add_argument("--train-dir", type=Path, default=REPO_ROOT / "data", help="dataset dir of the training data")
     parser.add_argument("--direct", type=Path, default=REPO_ROOT / "trained_models" / "baselines" / "direct_synthcontact.safetensors")
