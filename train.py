@@ -31,7 +31,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from training.data import build_training_data, build_validation_data
-from model.lora import apply_lora, freeze, merge_lora, trainable_summary
+from model.lora import apply_lora, freeze, merge_lora, trainable_summary, unmatched_prefixes
 from training.vision_pretrain import load_pretrained_vision
 from training.batches import model_inputs, sample_losses
 from training.build import build_model
@@ -112,7 +112,7 @@ def param_groups(model: torch.nn.Module, recipe: Recipe) -> list[dict]:
             continue
         scale = next((float(s) for prefix, s in scales if name.startswith(prefix)), 1.0)
         buckets.setdefault(scale, []).append(param)
-    unused = [prefix for prefix, _ in scales if not any(n.startswith(prefix) for n, _ in model.named_parameters())]
+    unused = unmatched_prefixes(model, [prefix for prefix, _ in scales])
     if unused:
         raise ValueError(f"lr_scale prefixes {unused} match no parameter of the model")
     return [{"params": params, "lr": recipe.lr * scale} for scale, params in sorted(buckets.items())]

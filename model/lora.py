@@ -49,6 +49,13 @@ def set_trainable(model: nn.Module, config) -> None:
         param.requires_grad_(trainable)
 
 
+def unmatched_prefixes(model: nn.Module, prefixes) -> list[str]:
+    """The parameter-name prefixes that match no parameter of ``model`` (a typo in a recipe's ``frozen`` or
+    ``lr_scale``, which would otherwise silently do nothing)."""
+    names = [name for name, _ in model.named_parameters()]
+    return [prefix for prefix in prefixes if not any(name.startswith(prefix) for name in names)]
+
+
 def freeze(model: nn.Module, prefixes: str | tuple[str, ...] | list[str]) -> int:
     """Stop training every parameter whose name starts with one of ``prefixes``; returns how many tensors that froze.
 
@@ -58,10 +65,10 @@ def freeze(model: nn.Module, prefixes: str | tuple[str, ...] | list[str]) -> int
     """
     if isinstance(prefixes, str):  # `--set frozen=vlm` is one prefix, not three letters
         prefixes = (prefixes,)
-    names = [name for name, _ in model.named_parameters()]
-    unused = [prefix for prefix in prefixes if not any(name.startswith(prefix) for name in names)]
+    unused = unmatched_prefixes(model, prefixes)
     if unused:
-        raise ValueError(f"frozen prefixes {unused} match no parameter of the model (names start like {names[0]!r})")
+        first = next(name for name, _ in model.named_parameters())
+        raise ValueError(f"frozen prefixes {unused} match no parameter of the model (names start like {first!r})")
     count = 0
     for name, param in model.named_parameters():
         if any(name.startswith(prefix) for prefix in prefixes):

@@ -256,7 +256,7 @@ register(replace(
     exp_name="interactvlm-tiny-synthcontact-opening-object",
     train=_with_rates(RECIPES["synth-tiny-joint-opening"].train,
                       {"synthcontact_ocontact_canonical": 4.5, "synthcontact_oafford_canonical": 1.0}),
-    warm_start="trained_models/interactvlm-tiny-synthcontact-opening", frozen=("vlm",), epochs=4, warmup_steps=30,
+    warm_start="trained_models/interactvlm-tiny-synthcontact-opening", frozen=("vlm",), epochs=4,
 ))
 
 
