@@ -249,7 +249,7 @@ def _with_rates(sources: tuple[DataSource, ...], rates: dict[str, float]) -> tup
 # ground truth reaches 0.80 (0.87 at 64 px) and an object-class prior 0.37: the shared SAM decoder has not learned
 # the object templates, which were a quarter of stage 2's samples. Here the language model is frozen (its answers
 # stay the bundled model's), object samples are the majority, and only the mask branch trains.
-# Measured (--set epochs=8, ~37 min): object 0.373 seen (prior 0.374) / 0.216 held-out, human 0.477 / 0.396 against the
+# Measured (--set epochs=8, 38 min): object 0.373 seen (prior 0.374) / 0.216 held-out, human 0.477 / 0.396 against the
 # bundled 0.452 / 0.413; 4 epochs: object 0.336 / 0.240, human 0.456 / 0.394.
 register(replace(
     RECIPES["synth-tiny-joint-opening"], name="synth-tiny-joint-opening-object",
