@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from training.data import build_training_data, build_validation_data
 from model.lora import apply_lora, freeze, merge_lora, trainable_summary, unmatched_prefixes
+from training.sam_pretrain import load_pretrained_sam_encoder
 from training.vision_pretrain import load_pretrained_vision
 from training.batches import model_inputs, sample_losses
 from training.build import build_model
@@ -155,6 +156,10 @@ def _build_model_and_data(recipe: Recipe, args: argparse.Namespace, device: str)
         path = Path(recipe.pretrained_vision)
         count = load_pretrained_vision(model, path if path.is_absolute() else REPO_ROOT / path)
         print(f"vision tower: {count} tensors from {recipe.pretrained_vision}")
+    if recipe.pretrained_sam_encoder:
+        path = Path(recipe.pretrained_sam_encoder)
+        count = load_pretrained_sam_encoder(model, path if path.is_absolute() else REPO_ROOT / path)
+        print(f"SAM image encoder: {count} tensors from {recipe.pretrained_sam_encoder}")
     model = apply_lora(model, use_lora=recipe.use_lora)
     if recipe.frozen:
         print(f"frozen: {freeze(model, recipe.frozen)} tensors under {recipe.frozen}")

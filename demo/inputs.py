@@ -27,12 +27,10 @@ from demo.modes import ModeSpec, get_mode
 from demo.names import (EXTRA_IMAGE_EXTENSIONS, IMAGE_EXTENSIONS, MAX_NAME_CHARS, NO_OBJECT, OBJECT_MESH_NAME,
                         is_image_name, natural_key, object_from_name, resolve_objects, safe_name, unique_name,
                         validate_object_name)
-from utils.paths import REPO_ROOT
+from utils.paths import DEFAULT_2D_MODEL, DEFAULT_MODEL, REPO_ROOT
 
-# the 3D default: the opening-turn model (README, "The opening-turn model"), which beats the pose-first
-# interactvlm-tiny-synthcontact on seen and held-out combinations alike
-DEFAULT_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact-opening"
-DEFAULT_2D_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-2d-synthcontact"  # h2dcontact's default
+# the 3D default (utils.paths.DEFAULT_MODEL): the opening-turn model (README, "The opening-turn model"), which beats
+# the pose-first interactvlm-tiny-synthcontact on seen and held-out combinations alike
 DEFAULT_INPUT = REPO_ROOT / "data" / "demo_samples"
 DEFAULT_OBJECT_INPUT = DEFAULT_INPUT / "object_samples.json"  # the object modes need samples with a mesh
 DEFAULT_OUTPUT_ROOT = REPO_ROOT / "outputs" / "demo"  # + /<mode>: belongs to the demo, replaced by every run

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train a named configuration (training/recipes.py): hcontact-damon-fix, hcontact-wScene, oafford-lemon-piad,
-# hcontact-ocontact, synth-tiny, synth-tiny-2d, synth-vision, synth-tiny-joint-text, synth-tiny-joint,
+# hcontact-ocontact, synth-tiny, synth-sam, synth-tiny-2d, synth-vision, synth-tiny-joint-text, synth-tiny-joint,
 # synth-tiny-joint-opening-text, synth-tiny-joint-opening, synth-tiny-joint-opening-object.
 # Extra arguments go to train.py (e.g. --set epochs=2 --resume auto).
 #   bash scripts/run_train.sh synth-tiny                 # CPU, one process
@@ -8,7 +8,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-known="hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint synth-tiny-joint-opening-text synth-tiny-joint-opening synth-tiny-joint-opening-object"
+known="hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-sam synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint synth-tiny-joint-opening-text synth-tiny-joint-opening synth-tiny-joint-opening-object"
 name="${1:-}"
 [ -n "$name" ] || { echo "usage: bash scripts/run_train.sh <recipe> [train.py args]; recipes: $known" >&2; exit 2; }
 shift
@@ -25,6 +25,9 @@ case "$name" in
   synth-vision)  # vision pretraining of the tiny CLIP tower (training/vision_pretrain.py), before synth-tiny-joint-text
     exec "$py" -m training.vision_pretrain --data-dir "$root/data" --image-size 224 \
       --output "$root/trained_models/vision/tiny_clip_synthcontact.safetensors" "$@" ;;
+  synth-sam)  # pretraining of the 2D model's SAM image encoder (training/sam_pretrain.py), before synth-tiny-2d
+    exec "$py" -m training.sam_pretrain --data-dir "$root/data" --limit 4000 --batch-size 8 --minutes 18 \
+      --output "$root/trained_models/vision/tiny_sam512_synthcontact.safetensors" "$@" ;;
   *)
     echo "unknown recipe '$name'; known: $known" >&2
     exit 2 ;;

@@ -47,6 +47,8 @@ class Recipe:
     # trained from scratch behind a near-constant input need a larger step than the language model around them
     lr_scale: dict = field(default_factory=dict)
     pretrained_vision: str | None = None  # a vision-pretraining checkpoint (train_vision.py) loaded into CLIP
+    # a SAM-encoder pretraining checkpoint (training.sam_pretrain) loaded into the 2D model's SAM image encoder
+    pretrained_sam_encoder: str | None = None
     # choose the human / object decision thresholds on the validation sets and store them with the exported model
     # (training.calibration); best-model selection then compares the models at their own thresholds
     calibrate_thresholds: bool = False
@@ -271,7 +273,9 @@ register(Recipe(
     model_overrides={"question_type": "parts", "sam_config": _tiny_sam(512), "mask_size": 256, "contact_2d": True,
                      "vision_image_size": VISION_IMAGE_SIZE,
                      "num_views": 1, "cam_encoder_type": "none", "train_sam_encoder": True, "hC_loss_weight": 0.0},
-    epochs=12, steps_per_epoch=200,
+    pretrained_sam_encoder="trained_models/vision/tiny_sam512_synthcontact.safetensors",
+    lr_scale={"sam.vision_encoder": 0.3},  # the pretrained encoder moves slower than the decoder reading it
+    epochs=8, steps_per_epoch=200,
     batch_size=8, grad_accumulation_steps=1, lr=1e-3, warmup_steps=30, use_lora=False, precision="fp32",
     body_part_dropout=0.5, val_max_samples=96,
 ))

@@ -44,7 +44,7 @@ from training.calibration import THRESHOLD_GRID
 from training.predict import predict_dataset
 from utils.body_models import canonical_mesh, default_body_model_dir, load_part_segmentation
 from utils.metrics import deco_prf, prediction_diversity
-from utils.paths import REPO_ROOT
+from utils.paths import DEFAULT_MODEL, REPO_ROOT
 
 SPLITS = ("test", "test_heldout")
 SPLIT_TITLES = {"test": "seen combinations (test)", "test_heldout": "held-out combinations"}
@@ -287,7 +287,7 @@ def object_report(model, tokenizer, args) -> tuple[str, dict]:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact-opening")
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--eval-dir", type=Path, required=True, help="dataset dir holding synthcontact/ (unseen seed)")
     parser.add_argument("--train-dir", type=Path, default=REPO_ROOT / "data", help="dataset dir of the training data")
     parser.add_argument("--direct", type=Path, default=REPO_ROOT / "trained_models" / "baselines" / "direct_synthcontact.safetensors")
