@@ -246,19 +246,21 @@ def _with_rates(sources: tuple[DataSource, ...], rates: dict[str, float]) -> tup
     return tuple(replace(s, rate=rates.get(key(s), s.rate)) for s in sources)
 
 
-# Stage 3 of the opening-turn model, the object side (an experiment: see the README's opening-turn section for what
-# it measured). Teacher-forced on validation, the bundled model's object masks score 0.16-0.17 where the lifted
-# ground truth reaches 0.80 (0.87 at 64 px) and an object-class prior 0.37: the shared SAM decoder has not learned
-# the object templates, which were a quarter of stage 2's samples. Here the language model is frozen (its answers
-# stay the bundled model's), object samples are the majority, and only the mask branch trains.
-# Measured (--set epochs=8, 38 min): object 0.373 seen (prior 0.374) / 0.216 held-out, human 0.477 / 0.396 against the
-# bundled 0.452 / 0.413; 4 epochs: object 0.336 / 0.240, human 0.456 / 0.394.
+# Stage 3 of the opening-turn model, the object side: the bundled interactvlm-tiny-synthcontact-opening is its output.
+# Teacher-forced on validation, the stage-2 model's object masks scored 0.16-0.17 where the lifted ground truth
+# reaches 0.80 (0.87 at 64 px) and an object-class prior 0.37: the shared SAM decoder had not learned the object
+# templates, which were a quarter of stage 2's samples. Here the language model is frozen (its answers stay stage 2's),
+# object samples are the majority, and only the mask branch trains. It starts from stage 2's export
+# (runs/interactvlm-tiny-synthcontact-opening/best, `bash scripts/run_train.sh synth-tiny-joint-opening`).
+# Measured on the evaluation split (seed 2027), against stage 2 (object 0.272 seen / 0.209 held-out, human 0.452 /
+# 0.413): 4 epochs object 0.336 / 0.240, human 0.456 / 0.394; 8 epochs object 0.373 / 0.216 (prior 0.374), human
+# 0.477 / 0.396; 12 epochs (74 min on one thread of 2 shared cores) object 0.405 / 0.240, human 0.483 / 0.392.
 register(replace(
     RECIPES["synth-tiny-joint-opening"], name="synth-tiny-joint-opening-object",
     exp_name="interactvlm-tiny-synthcontact-opening-object",
     train=_with_rates(RECIPES["synth-tiny-joint-opening"].train,
                       {"synthcontact_ocontact_canonical": 4.5, "synthcontact_oafford_canonical": 1.0}),
-    warm_start="trained_models/interactvlm-tiny-synthcontact-opening", frozen=("vlm",), epochs=4,
+    warm_start="runs/interactvlm-tiny-synthcontact-opening/best", frozen=("vlm",), epochs=12,
 ))
 
 
