@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +32,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
 from model.config import build_config
 from model.sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD, build_sam_model, resize_longest_side
-from training.vision_pretrain import NUM_OBJECTS, NUM_PARTS, NUM_REGIONS, OBJECT_OFFSET, region_labels
+from training.vision_pretrain import NUM_OBJECTS, NUM_REGIONS, OBJECT_OFFSET, region_labels
+from training.pretrain_loop import load_into, train_within_budget
 from utils.paths import REPO_ROOT
 
 PREFIX = "sam.vision_encoder."
@@ -189,48 +189,13 @@ def build_encoder(recipe_name: str = DEFAULT_RECIPE):
     return build_sam_model(config.sam_config).vision_encoder, config.sam_config.vision_config.image_size
 
 
-def train_encoder(encoder, head, images: torch.Tensor, targets: DenseTargets, args) -> tuple[int, float]:
-    """AdamW with a 50-step warm-up and a cosine decay over the time (or step) budget; returns (steps, seconds)."""
-    params = [*encoder.parameters(), *head.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    rng = np.random.default_rng(args.seed)
-    step, start, budget = 0, time.time(), args.minutes * 60
-    with tqdm(desc="SAM encoder pretraining", unit="step") as bar:
-        while time.time() - start < budget and (args.max_steps is None or step < args.max_steps):
-            progress = (time.time() - start) / budget
-            if args.max_steps:
-                progress = max(progress, step / args.max_steps)
-            lr = args.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = torch.from_numpy(rng.choice(len(images), size=min(args.batch_size, len(images)), replace=False))
-            batch = targets[idx]
-            loss, parts = dense_loss(head(encoder(normalise(images[idx], batch.regions))[0]), batch)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            step += 1
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
-    return step, time.time() - start
-
-
 def load_pretrained_sam_encoder(model, path: str | Path) -> int:
     """Copy a ``sam_pretrain`` checkpoint into the model's SAM image encoder; returns the number of tensors copied."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no SAM-encoder pretraining checkpoint "
                                 f"(python -m training.sam_pretrain --output {path})")
-    tensors = {k[len(PREFIX):]: v for k, v in load_file(str(path)).items() if k.startswith(PREFIX)}
-    encoder = model.sam.vision_encoder
-    own = encoder.state_dict()
-    bad = [k for k, v in tensors.items() if k not in own or own[k].shape != v.shape]
-    if bad or len(tensors) != len(own):
-        raise ValueError(f"{path}: does not fit this model's SAM image encoder ({len(bad)} mismatched, "
-                         f"{len(tensors)} of {len(own)} tensors; was it pretrained at this SAM input size?)")
-    encoder.load_state_dict(tensors)
-    return len(tensors)
+    return load_into(model.sam.vision_encoder, path, PREFIX, "SAM image encoder")
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -258,7 +223,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"loaded {len(train_x)} train / {len(val_x)} val photos at {size} px in {time.time() - start:.0f} s")
     head = DenseHead(encoder.config.output_channels)
     before = evaluate(encoder, head, val_x, val_y)
-    step, seconds = train_encoder(encoder, head, train_x, train_y, args)
+    def batch_loss(idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        batch = train_y[idx]
+        return dense_loss(head(encoder(normalise(train_x[idx], batch.regions))[0]), batch)
+
+    step, seconds = train_within_budget([*encoder.parameters(), *head.parameters()], batch_loss, len(train_x), args,
+                                        "SAM encoder pretraining")
     after = evaluate(encoder, head, val_x, val_y)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_file({PREFIX + k: v.detach().contiguous() for k, v in encoder.state_dict().items()}, str(args.output))

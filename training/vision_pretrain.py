@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
@@ -42,6 +41,7 @@ from model.config import build_config
 from model.interactvlm import InteractVLMForCausalLM, clip_preprocess, clip_resize_crop
 from model.io import attach_tokenizer
 from model.tokenizer import build_tiny_tokenizer
+from training.pretrain_loop import load_into, train_within_budget
 from utils.paths import REPO_ROOT
 
 # labels_2d values: 0 background, 1 + part (1..16), 32 + object class index (preprocess_data.synthcontact)
@@ -229,7 +229,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"loaded {len(train_x)} train / {len(val_x)} val images in {time.time() - start:.0f} s")
     head = PatchHead(vision.hidden_size)
     before = evaluate(tower, head, val_x, val_y)
-    step, seconds = _train(tower, head, train_x, train_y, args)
+    step, seconds = train_within_budget(
+        [*tower.parameters(), *head.parameters()],
+        lambda idx: pretraining_loss(head(patch_features(tower, train_x[idx])), train_y[idx]),
+        len(train_x), args, "vision pretraining")
     after = evaluate(tower, head, val_x, val_y)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_file({PREFIX + k: v.detach().contiguous() for k, v in tower.state_dict().items()}, str(args.output))
@@ -240,48 +243,12 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
-def _train(tower, head, train_x: torch.Tensor, train_y: PatchTargets, args) -> tuple[int, float]:
-    """AdamW with a 50-step warm-up and a cosine decay over the time budget; returns (steps, seconds)."""
-    params = [*tower.parameters(), *head.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=args.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    rng = np.random.default_rng(args.seed)
-    step, start = 0, time.time()
-    budget = args.minutes * 60
-    with tqdm(desc="vision pretraining", unit="step") as bar:
-        while time.time() - start < budget and (args.max_steps is None or step < args.max_steps):
-            progress = (time.time() - start) / budget
-            if args.max_steps:
-                progress = max(progress, step / args.max_steps)
-            lr = args.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            idx = torch.from_numpy(rng.choice(len(train_x), size=min(args.batch_size, len(train_x)), replace=False))
-            loss, parts = pretraining_loss(head(patch_features(tower, train_x[idx])), train_y[idx])
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            step += 1
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in parts.items()})
-    return step, time.time() - start
-
-
 def load_pretrained_vision(model, path: str | Path) -> int:
     """Copy a ``vision_pretrain`` checkpoint into the model's CLIP tower; returns the number of tensors copied."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no vision-pretraining checkpoint (python -m training.vision_pretrain --output {path})")
-    state = load_file(str(path))
-    tower = model.vlm.model.vision_tower
-    own = tower.state_dict()
-    tensors = {k[len(PREFIX):]: v for k, v in state.items() if k.startswith(PREFIX)}
-    bad = [k for k, v in tensors.items() if k not in own or own[k].shape != v.shape]
-    if bad or len(tensors) != len(own):
-        raise ValueError(f"{path}: does not fit this model's vision tower ({len(bad)} mismatched, "
-                         f"{len(tensors)} of {len(own)} tensors)")
-    tower.load_state_dict(tensors)
-    return len(tensors)
+    return load_into(model.vlm.model.vision_tower, path, PREFIX, "vision tower")
 
 
 if __name__ == "__main__":
