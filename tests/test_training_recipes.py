@@ -134,3 +134,13 @@ def test_run_train_sh_knows_every_recipe():
     assert set(RECIPES) <= known, sorted(set(RECIPES) - known)
     dispatched = set(re.findall(r"[\w-]+", " ".join(re.findall(r"^  ([\w|-]+)\)", script, re.M))))
     assert set(RECIPES) <= dispatched, sorted(set(RECIPES) - dispatched)
+
+
+def test_run_eval_sh_defaults_to_the_bundled_models():
+    """run_eval.sh is shell and cannot import utils.paths: its default models must still be the ones the demo uses."""
+    import re
+    from utils.paths import DEFAULT_2D_MODEL, DEFAULT_MODEL, REPO_ROOT
+
+    script = (REPO_ROOT / "scripts" / "run_eval.sh").read_text()
+    defaults = re.findall(r'model="\$\{MODEL:-([^}]+)\}"', script)
+    assert defaults == [str(DEFAULT_MODEL.relative_to(REPO_ROOT)), str(DEFAULT_2D_MODEL.relative_to(REPO_ROOT))]
