@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from model.sam import sam_preprocess
@@ -32,7 +33,7 @@ def test_normalise_matches_sam_preprocess():
     rng = np.random.default_rng(0)
     image = rng.integers(1, 255, size=(40, 30, 3), dtype=np.uint8)
     expected, _ = sam_preprocess([image], 64)
-    square, (h, w) = padded_input(image, 64, __import__("PIL.Image").Image.BILINEAR)
+    square, (h, w) = padded_input(image, 64, Image.BILINEAR)
     regions, _ = sample_dense_targets(np.zeros((40, 30), np.uint8), {}, 64)
     got = normalise(torch.from_numpy(square)[None], torch.from_numpy(regions)[None])
     assert (h, w) == (64, 48)

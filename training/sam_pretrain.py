@@ -34,17 +34,17 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 from torch import nn
-from tqdm import tqdm
 
 from model.config import build_config
 from model.sam import SAM_PIXEL_MEAN, SAM_PIXEL_STD, build_sam_model, resize_longest_side
-from training.vision_pretrain import NUM_OBJECTS, NUM_REGIONS, OBJECT_OFFSET, region_labels
+from training.vision_pretrain import NUM_OBJECTS, NUM_REGIONS, labelled_samples, region_labels
 from training.pretrain_loop import load_into, train_within_budget
 from utils.paths import REPO_ROOT
 
 PREFIX = "sam.vision_encoder."
 IGNORE = 255  # region label of the SAM input's padding
-UPSCALE = 4  # the mask decoder's low-res masks are 4× the embedding grid
+# the mask decoder's low-res masks are 4× the tiny encoder's embedding grid (16-px patches): one cell per 4 input pixels
+CELL = 4
 # contact is ~0.03 % of the grid's cells per object class: at a positive weight of 20 (18 min, 1 257 steps) the
 # contact read-out never fired (validation F1 0.000) while the regions learned (foreground accuracy 0.50)
 CONTACT_POS_WEIGHT = 200.0
@@ -75,46 +75,27 @@ def padded_input(image: np.ndarray, size: int, resample) -> tuple[np.ndarray, tu
 
 def sample_dense_targets(labels: np.ndarray, contact_by_object: dict[int, np.ndarray], size: int
                          ) -> tuple[np.ndarray, np.ndarray]:
-    """One photo's targets on the ``size / (16 / UPSCALE)`` grid: regions by nearest neighbour (padding
-    ``IGNORE``), contact cells where any photo pixel of the cell is contact (a few-pixel contact survives)."""
-    grid = size // 4  # tiny SAM: 16-px patches, masks upscaled 4× → one cell per 4 input pixels
+    """One photo's targets on the ``size / CELL`` grid: regions by nearest neighbour (padding ``IGNORE``), contact
+    cells where any photo pixel of the cell is contact (a few-pixel contact survives)."""
+    grid = size // CELL
     regions, (h, w) = padded_input(region_labels(labels), size, Image.NEAREST)
-    regions = regions.copy()
     regions[h:, :] = IGNORE
     regions[:, w:] = IGNORE
-    regions = regions[::4, ::4]
+    regions = regions[::CELL, ::CELL]
     contact = np.zeros((NUM_OBJECTS, grid, grid), dtype=bool)
     for index, mask in contact_by_object.items():
         area = np.asarray(Image.fromarray(mask.astype(np.float32)).resize((w, h), Image.BOX))
         full = np.zeros((size, size), dtype=np.float32)
         full[:h, :w] = area
-        contact[index] = full.reshape(grid, 4, grid, 4).max(axis=(1, 3)) > 0.05
+        contact[index] = full.reshape(grid, CELL, grid, CELL).max(axis=(1, 3)) > 0.05
     return regions, contact
 
 
 def load_split(split_dir: Path, size: int, limit: int | None = None, progress: bool = True
                ) -> tuple[torch.Tensor, DenseTargets]:
     """uint8 SAM inputs ``[N, S, S, 3]`` and dense targets of every sample of a split that has ``labels_2d``."""
-    meta_path = split_dir / "meta.jsonl"
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{meta_path}: no SynthContact split here (bash scripts/run_datagen.sh synth-train)")
-    metas = [json.loads(line) for line in meta_path.read_text().splitlines()]
-    metas = [m for m in metas if "labels_2d" in m][:limit]
-    if not metas:
-        raise FileNotFoundError(f"{split_dir}: no sample with labels_2d (regenerate with the current "
-                                "preprocess_data.synthcontact)")
     images, regions, contacts = [], [], []
-    for m in tqdm(metas, desc=f"loading {split_dir.name}", disable=not progress):
-        image = np.asarray(Image.open(split_dir / m["imgname"]).convert("RGB"))
-        labels = np.asarray(Image.open(split_dir / m["labels_2d"]["path"]))
-        if labels.shape != image.shape[:2]:
-            raise ValueError(f"{split_dir / m['labels_2d']['path']}: {labels.shape} label map for a "
-                             f"{image.shape[:2]} image")
-        contact = {}
-        for obj in m["objects"]:
-            if obj["contact_vertices"]:
-                mask_path = split_dir / "contact_render_2d" / obj["name"] / f"{m['stem']}_contact_mask.png"
-                contact[m["labels_2d"]["objects"][obj["name"]] - OBJECT_OFFSET] = np.asarray(Image.open(mask_path)) > 0
+    for image, labels, contact in labelled_samples(split_dir, limit, progress):
         r, c = sample_dense_targets(labels, contact, size)
         images.append(torch.from_numpy(padded_input(image, size, Image.BILINEAR)[0]))
         regions.append(torch.from_numpy(r))
@@ -128,7 +109,7 @@ def normalise(images: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     x = images.permute(0, 3, 1, 2).float()
     x = (x - torch.tensor(SAM_PIXEL_MEAN)[:, None, None]) / torch.tensor(SAM_PIXEL_STD)[:, None, None]
     valid = (regions != IGNORE).float()[:, None]
-    return x * F.interpolate(valid, scale_factor=4, mode="nearest")
+    return x * F.interpolate(valid, scale_factor=CELL, mode="nearest")
 
 
 class DenseHead(nn.Module):
@@ -223,6 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"loaded {len(train_x)} train / {len(val_x)} val photos at {size} px in {time.time() - start:.0f} s")
     head = DenseHead(encoder.config.output_channels)
     before = evaluate(encoder, head, val_x, val_y)
+
     def batch_loss(idx: torch.Tensor) -> tuple[torch.Tensor, dict]:
         batch = train_y[idx]
         return dense_loss(head(encoder(normalise(train_x[idx], batch.regions))[0]), batch)

@@ -27,6 +27,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -112,15 +113,18 @@ def sample_targets(labels: np.ndarray, contact_by_object: dict[int, np.ndarray],
     return region_frac, parts, objects
 
 
-def load_split(split_dir: Path, image_size: int, patch: int, limit: int | None = None,
-               progress: bool = True) -> tuple[torch.Tensor, PatchTargets]:
-    """CLIP inputs and patch targets of every sample of a split that has ``labels_2d``."""
-    metas = [json.loads(line) for line in (split_dir / "meta.jsonl").read_text().splitlines()]
+def labelled_samples(split_dir: Path, limit: int | None = None, progress: bool = True
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]]:
+    """``(photo, labels_2d map, {object class index: image-frame contact mask})`` of every sample of a split that has
+    ``labels_2d`` (at most ``limit``), read one at a time: what both pretraining stages build their targets from."""
+    meta_path = split_dir / "meta.jsonl"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{meta_path}: no SynthContact split here (bash scripts/run_datagen.sh synth-train)")
+    metas = [json.loads(line) for line in meta_path.read_text().splitlines()]
     metas = [m for m in metas if "labels_2d" in m][:limit]
     if not metas:
         raise FileNotFoundError(f"{split_dir}: no sample with labels_2d (regenerate with the current "
                                 "preprocess_data.synthcontact)")
-    pixels, regions, parts, objects = [], [], [], []
     for m in tqdm(metas, desc=f"loading {split_dir.name}", disable=not progress):
         image = np.asarray(Image.open(split_dir / m["imgname"]).convert("RGB"))
         labels = np.asarray(Image.open(split_dir / m["labels_2d"]["path"]))
@@ -131,6 +135,14 @@ def load_split(split_dir: Path, image_size: int, patch: int, limit: int | None =
             if obj["contact_vertices"]:
                 mask_path = split_dir / "contact_render_2d" / obj["name"] / f"{m['stem']}_contact_mask.png"
                 contact[m["labels_2d"]["objects"][obj["name"]] - OBJECT_OFFSET] = np.asarray(Image.open(mask_path)) > 0
+        yield image, labels, contact
+
+
+def load_split(split_dir: Path, image_size: int, patch: int, limit: int | None = None,
+               progress: bool = True) -> tuple[torch.Tensor, PatchTargets]:
+    """CLIP inputs and patch targets of every sample of a split that has ``labels_2d``."""
+    pixels, regions, parts, objects = [], [], [], []
+    for image, labels, contact in labelled_samples(split_dir, limit, progress):
         r, cp, co = sample_targets(labels, contact, image_size, patch)
         pixels.append(clip_preprocess([image], image_size)[0])
         regions.append(torch.from_numpy(r))
