@@ -35,7 +35,7 @@ from model.lora import apply_lora, freeze, merge_lora, trainable_summary, unmatc
 from training.sam_pretrain import load_pretrained_sam_encoder
 from training.vision_pretrain import load_pretrained_vision
 from training.batches import model_inputs, sample_losses
-from training.build import build_model
+from training.build import build_model, repo_path
 from training.calibration import apply_thresholds, reset_decision_thresholds
 from training.export import export_model, training_vocabulary
 from training.validation import validate
@@ -152,14 +152,10 @@ def seed_everything(seed: int) -> None:
 def _build_model_and_data(recipe: Recipe, args: argparse.Namespace, device: str) -> tuple:
     """The (LoRA-wrapped) model, its tokenizer and parameter counts, the training data and the validation sets."""
     model, tokenizer = build_model(recipe, device, args.dataset_dir)
-    if recipe.pretrained_vision:
-        path = Path(recipe.pretrained_vision)
-        count = load_pretrained_vision(model, path if path.is_absolute() else REPO_ROOT / path)
-        print(f"vision tower: {count} tensors from {recipe.pretrained_vision}")
-    if recipe.pretrained_sam_encoder:
-        path = Path(recipe.pretrained_sam_encoder)
-        count = load_pretrained_sam_encoder(model, path if path.is_absolute() else REPO_ROOT / path)
-        print(f"SAM image encoder: {count} tensors from {recipe.pretrained_sam_encoder}")
+    for checkpoint, load, what in ((recipe.pretrained_vision, load_pretrained_vision, "vision tower"),
+                                   (recipe.pretrained_sam_encoder, load_pretrained_sam_encoder, "SAM image encoder")):
+        if checkpoint:
+            print(f"{what}: {load(model, repo_path(checkpoint))} tensors from {checkpoint}")
     model = apply_lora(model, use_lora=recipe.use_lora)
     if recipe.frozen:
         print(f"frozen: {freeze(model, recipe.frozen)} tensors under {recipe.frozen}")

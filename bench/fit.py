@@ -28,12 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from utils.paths import DEFAULT_MODEL  # the demo's default 3D model
 from optim.fitter import Pose, fit_object
 from optim.metrics import chamfer, contact_gap, penetration_depth, points_on, surface_samples
 from optim.silhouette_backends import RENDERERS, resolve_renderer
 from optim.synthcontact import FitProblem, fit_problems
-
+from utils.paths import DEFAULT_MODEL  # the demo's default 3D model
 
 
 def score(problem: FitProblem, pose: Pose, samples) -> dict:

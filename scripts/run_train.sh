@@ -26,7 +26,7 @@ case "$name" in
     exec "$py" -m training.vision_pretrain --data-dir "$root/data" --image-size 224 \
       --output "$root/trained_models/vision/tiny_clip_synthcontact.safetensors" "$@" ;;
   synth-sam)  # pretraining of the 2D model's SAM image encoder (training/sam_pretrain.py), before synth-tiny-2d
-    exec "$py" -m training.sam_pretrain --data-dir "$root/data" --limit 4000 --batch-size 8 --minutes 18 \
+    exec "$py" -m training.sam_pretrain --data-dir "$root/data" \
       --output "$root/trained_models/vision/tiny_sam512_synthcontact.safetensors" "$@" ;;
   *)
     echo "unknown recipe '$name'; known: $known" >&2
