@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from datasets.io import DatasetFormatError, read_image, read_mask, read_render_valid, resize_nearest
+from datasets.io import DatasetFormatError, load_pickle, read_image, read_mask, read_render_valid, resize_nearest
 from utils.body_models import BODY_MODEL_FILES
-from utils.conversation import OPENING_ANSWER, OPENING_QUESTION, make_qa, opening_applies, pose_phrase, seg_token_for
+from utils.conversation import OPENING_QUESTION, make_qa, opening_answer, opening_applies, pose_phrase, seg_token_for
 from utils.geometry.projection import MASK_IGNORE_LABEL
 from utils.geometry.template_views import load_template
 from utils.geometry.views import ViewSet, get_view_set
@@ -99,6 +99,26 @@ def read_pose_phrases(root: Path) -> dict[str, str]:
     return phrases
 
 
+def read_primary_parts(root: Path) -> dict[str, tuple[str, ...]]:
+    """``{stem: body parts}`` of each image's main interaction in a SynthContact split: the parts touching its
+    ``primary_object`` (``meta.jsonl``), from ``body_parts_objectwise.pkl`` (the opening answer of ``opening_parts``)."""
+    meta_path, parts_path = Path(root) / "meta.jsonl", Path(root) / "body_parts_objectwise.pkl"
+    for path in (meta_path, parts_path):
+        if not path.is_file():
+            raise DatasetFormatError(f"{path} is missing: an opening answer that names the parts (opening_parts) "
+                                     f"needs SynthContact's meta.jsonl and body_parts_objectwise.pkl")
+    parts = load_pickle(parts_path, 'a dict "<stem>_<object>" -> body part names')
+    primary = {}
+    for number, line in enumerate(meta_path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        meta = json.loads(line)
+        if "primary_object" not in meta:
+            raise DatasetFormatError(f"{meta_path}, line {number}: no primary_object (SynthContact format 2 has one)")
+        primary[meta["stem"]] = tuple(parts.get(f"{meta['stem']}_{meta['primary_object']}", ()))
+    return primary
+
+
 class ContactDataset(torch.utils.data.Dataset):
     """Base of every reader. Subclasses set ``task`` / ``default_question_type`` and implement ``build_records``.
 
@@ -109,6 +129,8 @@ class ContactDataset(torch.utils.data.Dataset):
         question_type: template family (``parts``/``simple`` for humans, ``afford``/``afford_obj``/``simple`` for
             affordances); ``None`` = the reader's released default.
         body_part_dropout: probability (training only) of switching a ``parts`` sample to the ``simple`` templates.
+        opening_parts: with ``opening_turn``, the opening answer also names the parts of the image's main interaction
+            (``utils.conversation.OPENING_ANSWER_WITH_PARTS``; SynthContact only).
         token_type: ``Gen`` ([SEG]) or ``Gen-Hu-Obj`` ([HSEG]/[OSEG]).
         seed: base of the per-sample RNG; :meth:`set_epoch` supplies the epoch.
         training: random templates + dropout when True; the first (inference) template when False.
@@ -139,6 +161,7 @@ class ContactDataset(torch.utils.data.Dataset):
         load_masks: bool = True,
         answer_template: str | None = None,
         opening_turn: bool = False,
+        opening_parts: bool = False,
     ) -> None:
         if self.task not in TASKS:
             raise TypeError(f"{type(self).__name__}.task must be one of {TASKS}, got {self.task!r}")
@@ -153,6 +176,8 @@ class ContactDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         self.answer_template = answer_template
         self.opening_turn = bool(opening_turn)
+        self.opening_parts = bool(opening_parts)
+        self._primary_parts: dict[Path, dict[str, tuple[str, ...]]] = {}  # split root -> read_primary_parts
         self.epoch = 0
         self.training = (split == "train") if training is None else bool(training)
         self.mask_size = mask_size
@@ -228,7 +253,7 @@ class ContactDataset(torch.utils.data.Dataset):
         else:
             conversation = [self.question_answer(record, rng)]
             if opening_applies(self.opening_turn, self.task):
-                conversation.insert(0, (OPENING_QUESTION, OPENING_ANSWER.format(pose=self.record_pose(record))))
+                conversation.insert(0, (OPENING_QUESTION, self.opening_answer(record)))
             if self.load_masks and record.mask_paths:
                 sample["masks"] = self.read_masks(record)
             sample["vertex_labels"] = self.vertex_labels(record)
@@ -258,6 +283,20 @@ class ContactDataset(torch.utils.data.Dataset):
                 body_parts=", ".join(record.body_parts), class_name=record.class_name.lower(),
                 affordance=record.affordance or "", pose=pose, seg=seg_token_for(self.task, self.token_type))
         return qa.question, qa.answer
+
+    def opening_answer(self, record: Record) -> str:
+        """The training answer to the opening question: the pose, and with ``opening_parts`` the parts the image's
+        main interaction touches (read once per split from the image's own folder)."""
+        pose = self.record_pose(record)
+        if not self.opening_parts:
+            return opening_answer(pose)
+        root = record.image_path.parent.parent  # <split>/images/<stem>.jpg
+        if root not in self._primary_parts:
+            self._primary_parts[root] = read_primary_parts(root)
+        stem = record.image_path.stem
+        if stem not in self._primary_parts[root]:
+            raise DatasetFormatError(f"{root / 'meta.jsonl'}: no entry for {record.image_path.name} (opening_parts)")
+        return opening_answer(pose, self._primary_parts[root][stem])
 
     def record_pose(self, record: Record, what: str = "the opening turn (opening_turn)") -> str:
         """The words for the record's pose; data that has none (only SynthContact's meta.jsonl gives one) is an error

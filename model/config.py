@@ -42,6 +42,10 @@ class InteractVLMConfig(PreTrainedConfig):
         "What is the person doing?", which the model answers itself before it reads the task question (new training;
         ``False`` for the released models). The pose is then said before the object is named, so it can only come
         from the photo; ``InteractVLMForCausalLM.contact_prompts`` builds the two-turn prompts.
+    opening_parts: with ``opening_turn``, the opening answer was trained to name the parts of the person's main
+        interaction too ("The person is holding; the main contact is at the right hand.",
+        ``utils.conversation.OPENING_ANSWER_WITH_PARTS``), so a task answer can take its parts from the model's own
+        reading of the photo. Only the training data changes (the model generates its opening answer freely).
     view_splitter: with ``Gen-Hu-Obj``, pass the view prompts through the attention splitter (every released joint
         model). ``False`` (new training) sends each [HSEG] / [OSEG] embedding straight to its own template's
         decoder: on the bundled tiny model's seg states the camera gates and the splitter let the SAM decoder render
@@ -86,6 +90,7 @@ class InteractVLMConfig(PreTrainedConfig):
     per_view_tokens: bool = False
     seg_batch_norm: bool = False
     opening_turn: bool = False
+    opening_parts: bool = False
     view_splitter: bool = True
     human_view_set: str = "4MV-Z_Vitru_mv2"
     object_view_set: str = "4MV-Z_HM_BM"

@@ -357,7 +357,7 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
 
     @torch.no_grad()
     def contact_prompts(self, tokenizer, images: list[np.ndarray], asks: list[dict],
-                        max_new_tokens: int = 32) -> list[tuple[str, str | None]]:
+                        max_new_tokens: int = 64) -> list[tuple[str, str | None]]:
         """Each ask's generation prompt and the model's own opening answer (None when it has none).
 
         ``asks``: dicts with ``image`` (index into ``images``), ``question`` and ``task``. A model trained with
@@ -436,7 +436,9 @@ class InteractVLMForCausalLM(InteractVLMPreTrainedModel):
                                         affordance=TINY_AFFORDANCES[i % len(TINY_AFFORDANCES)],
                                         class_name=TINY_OBJECT_WORDS[i % len(TINY_OBJECT_WORDS)])] = None
         for phrase in conv.POSE_PHRASES.values():
-            texts[conv.OPENING_ANSWER.format(pose=phrase)] = None
+            texts[conv.opening_answer(phrase)] = None
+            for i in range(len(TINY_BODY_PARTS)):  # opening answers that name the parts (datasets' opening_parts)
+                texts[conv.opening_answer(phrase, TINY_BODY_PARTS[i: i + 1 + i % 3])] = None
         drafts = AnswerDrafts(tokenizer(list(texts), add_special_tokens=False)["input_ids"])
         self._answer_drafts = (weakref.ref(tokenizer), drafts)
         return drafts

@@ -582,3 +582,63 @@ def test_opening_turn_says_the_pose(dataset: Path, tmp_path: Path) -> None:
     (_, said), (question, answer) = posed[0]["conversation"]
     assert trained == f" {said}</s> {answer}</s>"
     assert batch["generation_prompts"][0].endswith(f"{said}</s>USER: {question} ASSISTANT:")
+
+
+def test_opening_parts_names_the_main_interaction(dataset: Path, tmp_path: Path) -> None:
+    """With ``opening_parts`` (the -opening-parts recipes) the opening answer also names the parts touching the image's
+    primary object, the same for every question about that image; the task answer about the primary object then
+    repeats them. The parts come from the image's own meta.jsonl + body_parts_objectwise.pkl, and a split without
+    them is an error naming the missing file, never an opening answer without parts."""
+    from datasets.io import DatasetFormatError
+    from datasets.registry import build_dataset
+    from training.data import _options
+
+    root = tmp_path / "data"
+    shutil.copytree(dataset, root / "synthcontact")
+    recipe = get_recipe("synth-tiny-joint-opening-parts")
+    assert get_recipe("synth-tiny-joint-opening-parts-text").model_overrides["opening_parts"] is True
+    from model.config import build_config
+    config = build_config("tiny", **recipe.model_overrides)
+    assert config.opening_parts and _options(recipe.train[0], recipe, config, None, True)["opening_parts"] is True
+    source = recipe.train[0]
+    posed = build_dataset(source.name, root, "train", training=False, load_masks=False, question_type="parts",
+                          token_type="Gen-Hu-Obj", opening_turn=True, opening_parts=True, **source.options)
+    primary = {m["stem"]: m["primary_object"] for m in _metas(root / "synthcontact", "train")}
+    openings: dict[str, str] = {}
+    checked = 0
+    for i in range(len(posed)):
+        sample = posed[i]
+        stem, obj = sample["meta"]["stem"], sample["meta"]["object"]
+        (_, said), _ = sample["conversation"]
+        assert said.startswith(f"The person is {recorded_pose(root, stem)}; the main contact is at the ")
+        assert openings.setdefault(stem, said) == said  # one opening answer per image
+        if obj == primary[stem]:
+            assert said == f"The person is {recorded_pose(root, stem)}; the main contact is at the " \
+                           f"{', '.join(sample['body_parts'])}."
+            checked += 1
+    assert checked > 0
+    meta_path = root / "synthcontact" / "train" / "meta.jsonl"
+    metas = [json.loads(line) for line in meta_path.read_text().splitlines()]
+    for meta in metas:
+        meta.pop("primary_object")
+    meta_path.write_text("".join(json.dumps(m) + "\n" for m in metas))
+    broken = build_dataset(source.name, root, "train", training=False, load_masks=False, question_type="parts",
+                           token_type="Gen-Hu-Obj", opening_turn=True, opening_parts=True, **source.options)
+    with pytest.raises(DatasetFormatError, match="meta.jsonl, line 1: no primary_object"):
+        broken[0]
+
+
+def test_label_built_2d_masks_bound_the_contact(dataset: Path, tmp_path: Path) -> None:
+    """training.contact2d_ceiling: the image-frame contact masks and the label maps are two outputs of the renderer
+    that must agree; most contact pixels lie on a part that touches the object, and keeping only the part
+    pixels next to the object's own pixels raises precision without losing much of it."""
+    from training.contact2d_ceiling import ceiling
+
+    root = tmp_path / "data"
+    shutil.copytree(dataset, root / "synthcontact")
+    scores = ceiling(root, "train", mask_size=128)
+    parts, near = scores["parts"], scores["parts near object"]
+    assert parts["count"] > 0
+    assert parts["recall"] > 0.6  # 0.80 on the 796 pairs of the evaluation split
+    assert near["precision"] > parts["precision"] and near["recall"] > 0.5 * parts["recall"]
+    assert 0.0 < parts["f1"] < 1.0

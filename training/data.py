@@ -31,7 +31,7 @@ def _options(source: DataSource, recipe: Recipe, config, human_valid: np.ndarray
         if source.name in RENDERING_READERS:
             options.update(render_sizes=(config.sam_image_size,))
     if config.opening_turn:  # the model is trained (and later asked) with the opening turn
-        options.update(opening_turn=True)
+        options.update(opening_turn=True, opening_parts=config.opening_parts)
     options.update(source.options)
     return options
 

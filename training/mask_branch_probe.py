@@ -63,7 +63,8 @@ def trained_answer_template(model_dir: Path) -> str | None:
 
 def human_pairs(model, data_dir: Path, split: str, answer_template: str | None):
     """The split's human pairs in the conversation ``model`` was trained on."""
-    return human_dataset(model, data_dir, split, answer_template=answer_template, opening_turn=model.config.opening_turn)
+    return human_dataset(model, data_dir, split, answer_template=answer_template, opening_turn=model.config.opening_turn,
+                         opening_parts=model.config.opening_parts)
 
 
 def pick(dataset, count: int, seed: int, for_training: bool) -> list[int]:

@@ -238,6 +238,16 @@ _register_joint("synth-tiny-joint-opening", "interactvlm-tiny-synthcontact-openi
                 opening_turn=True, view_splitter=False, cam_encoder_type="none")
 
 
+# The same with an opening answer that also names the parts of the main interaction (model.config.opening_parts:
+# "The person is holding; the main contact is at the right hand."). On the opening model above, the held ball's
+# parts come from the class although its opening pose is right; here the task answer can copy them from the
+# model's own opening answer, which is read from the photo before the object is named.
+_register_joint("synth-tiny-joint-opening-parts", "interactvlm-tiny-synthcontact-opening-parts",
+                *_joint_data("The contact is at the {body_parts}{seg}.",
+                             "The {class_name} is in contact with the {body_parts}{seg}."), mask_epochs=5,
+                opening_turn=True, opening_parts=True, view_splitter=False, cam_encoder_type="none")
+
+
 def _with_rates(sources: tuple[DataSource, ...], rates: dict[str, float]) -> tuple[DataSource, ...]:
     """The same sources with some mixing rates changed (by reader name; the foot-ground source is the one with the
     ``foot_ground`` option, named ``scene`` here)."""

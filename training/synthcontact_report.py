@@ -97,13 +97,15 @@ def split_families(data_dir: Path, split: str) -> dict[str, str]:
     return {m["stem"]: m["pose_family"] for m in metas}
 
 
-def human_dataset(model, data_dir: Path, split: str, answer_template: str | None = None, opening_turn: bool = False):
-    """The split's human pairs for ``model``; ``answer_template`` and ``opening_turn`` give the conversation it was
-    trained on (teacher forcing, ``training.mask_branch_probe``); generate mode needs neither."""
+def human_dataset(model, data_dir: Path, split: str, answer_template: str | None = None, opening_turn: bool = False,
+                  opening_parts: bool = False):
+    """The split's human pairs for ``model``; ``answer_template``, ``opening_turn`` and ``opening_parts`` give the
+    conversation it was trained on (teacher forcing, ``training.mask_branch_probe``); generate mode needs none."""
     cfg = model.config
     return build_dataset("synthcontact_hcontact", data_dir, split, view_set=cfg.human_view_set, mask_size=cfg.mask_size,
                          valid_mask=model.template("human").valid.cpu().numpy(), training=False,
-                         token_type=cfg.token_type, answer_template=answer_template, opening_turn=opening_turn)
+                         token_type=cfg.token_type, answer_template=answer_template, opening_turn=opening_turn,
+                         opening_parts=opening_parts)
 
 
 def model_predictions(model, tokenizer, dataset, max_pairs: int | None) -> tuple[list[dict], np.ndarray, list[str]]:

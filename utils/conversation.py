@@ -7,6 +7,7 @@ roles, ``<im_start><image><im_end>`` at the start of the user turn), so inferenc
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 IMAGE_TOKEN = "<image>"
@@ -129,7 +130,20 @@ POSE_PHRASES = {
 # the only pose the ball is kicked in training), which no amount of training on seen combinations corrects.
 OPENING_QUESTION = "What is the person doing?"
 OPENING_ANSWER = "The person is {pose}."
+# The opening answer of a model trained with ``opening_parts``: the pose and the parts the person's main interaction
+# touches (SynthContact's primary object), still before any object is named. A task answer can then copy the parts it
+# needs from the model's own reading of the photo instead of looking them up on the object's name: trained on
+# ``OPENING_ANSWER``, a held ball (never held in training) got the parts balls get (a thigh, a foot) although the
+# opening pose was right.
+OPENING_ANSWER_WITH_PARTS = "The person is {pose}; the main contact is at the {body_parts}."
 OPENING_TASKS = ("hcontact", "h2dcontact", "ocontact")  # the tasks about a person in the photo (not oafford)
+
+
+def opening_answer(pose: str, body_parts: Sequence[str] | None = None) -> str:
+    """The opening answer in words: the pose alone, or (``body_parts`` given and not empty) the pose and its parts."""
+    if body_parts:
+        return OPENING_ANSWER_WITH_PARTS.format(pose=pose, body_parts=", ".join(body_parts))
+    return OPENING_ANSWER.format(pose=pose)
 
 
 def opening_applies(opening_turn: bool, task: str) -> bool:
