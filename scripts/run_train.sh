@@ -2,14 +2,14 @@
 # Train a named configuration (training/recipes.py): hcontact-damon-fix, hcontact-wScene, oafford-lemon-piad,
 # hcontact-ocontact, synth-tiny, synth-sam, synth-tiny-2d, synth-vision, synth-tiny-joint-text, synth-tiny-joint,
 # synth-tiny-joint-opening-text, synth-tiny-joint-opening, synth-tiny-joint-opening-object,
-# synth-tiny-joint-opening-parts-text, synth-tiny-joint-opening-parts.
+# synth-tiny-joint-opening-parts-text, synth-tiny-joint-opening-parts, synth-tiny-joint-opening-parts-object.
 # Extra arguments go to train.py (e.g. --set epochs=2 --resume auto).
 #   bash scripts/run_train.sh synth-tiny                 # CPU, one process
 #   bash scripts/run_train.sh hcontact-damon-fix         # all local GPUs through the deepspeed launcher
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-known="hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-sam synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint synth-tiny-joint-opening-text synth-tiny-joint-opening synth-tiny-joint-opening-object synth-tiny-joint-opening-parts-text synth-tiny-joint-opening-parts"
+known="hcontact-damon-fix hcontact-wScene oafford-lemon-piad hcontact-ocontact synth-tiny synth-sam synth-tiny-2d synth-vision synth-tiny-joint-text synth-tiny-joint synth-tiny-joint-opening-text synth-tiny-joint-opening synth-tiny-joint-opening-object synth-tiny-joint-opening-parts-text synth-tiny-joint-opening-parts synth-tiny-joint-opening-parts-object"
 name="${1:-}"
 [ -n "$name" ] || { echo "usage: bash scripts/run_train.sh <recipe> [train.py args]; recipes: $known" >&2; exit 2; }
 shift
@@ -21,7 +21,7 @@ case "$name" in
       exec deepspeed --master_port "$((20000 + RANDOM % 5000))" train.py --recipe "$name" "$@"
     fi
     exec "$py" train.py --recipe "$name" "$@" ;;
-  synth-tiny|synth-tiny-2d|synth-tiny-joint-text|synth-tiny-joint|synth-tiny-joint-opening-text|synth-tiny-joint-opening|synth-tiny-joint-opening-object|synth-tiny-joint-opening-parts-text|synth-tiny-joint-opening-parts)
+  synth-tiny|synth-tiny-2d|synth-tiny-joint-text|synth-tiny-joint|synth-tiny-joint-opening-text|synth-tiny-joint-opening|synth-tiny-joint-opening-object|synth-tiny-joint-opening-parts-text|synth-tiny-joint-opening-parts|synth-tiny-joint-opening-parts-object)
     exec "$py" train.py --recipe "$name" "$@" ;;
   synth-vision)  # vision pretraining of the tiny CLIP tower (training/vision_pretrain.py), before synth-tiny-joint-text
     exec "$py" -m training.vision_pretrain --data-dir "$root/data" --image-size 224 \

@@ -265,13 +265,19 @@ def _with_rates(sources: tuple[DataSource, ...], rates: dict[str, float]) -> tup
 # Measured on the evaluation split (seed 2027), against stage 2 (object 0.272 seen / 0.209 held-out, human 0.452 /
 # 0.413): 4 epochs object 0.336 / 0.240, human 0.456 / 0.394; 8 epochs object 0.373 / 0.216 (prior 0.374), human
 # 0.477 / 0.396; 12 epochs (74 min on one thread of 2 shared cores) object 0.405 / 0.240, human 0.483 / 0.392.
-register(replace(
-    RECIPES["synth-tiny-joint-opening"], name="synth-tiny-joint-opening-object",
-    exp_name="interactvlm-tiny-synthcontact-opening-object",
-    train=_with_rates(RECIPES["synth-tiny-joint-opening"].train,
-                      {"synthcontact_ocontact_canonical": 4.5, "synthcontact_oafford_canonical": 1.0}),
-    warm_start="runs/interactvlm-tiny-synthcontact-opening/best", frozen=("vlm",), epochs=12,
-))
+def _register_object_stage(joint: str) -> None:
+    """Stage 3 (``{joint}-object``) of a joint recipe: its mask branch on an object-majority mix, the VLM frozen,
+    from stage 2's export ``runs/<exp_name>/best``."""
+    stage2 = RECIPES[joint]
+    register(replace(
+        stage2, name=f"{joint}-object", exp_name=f"{stage2.exp_name}-object",
+        train=_with_rates(stage2.train, {"synthcontact_ocontact_canonical": 4.5, "synthcontact_oafford_canonical": 1.0}),
+        warm_start=f"runs/{stage2.exp_name}/best", frozen=("vlm",), epochs=12,
+    ))
+
+
+_register_object_stage("synth-tiny-joint-opening")
+_register_object_stage("synth-tiny-joint-opening-parts")
 
 
 # The 2D variant (the original's interactvlm-2d-hcontact, at CPU size): SAM segments the photo itself, so its image
