@@ -245,7 +245,8 @@ _register_joint("synth-tiny-joint-opening", "interactvlm-tiny-synthcontact-openi
 # on the evaluation split, seed 2027): stage 1 (23.5 min) answers' part-set F1 0.550 seen / 0.623 held-out, pose right
 # 0.717 / 0.805; stage 2 (33 min, validation human 0.249 -> 0.310 -> 0.295 -> 0.405 -> 0.431 at its thresholds)
 # human semantic F1 0.409 seen / 0.553 held-out (holding x sports ball 0.551, sitting x box 0.750, stepping x bench
-# 0.362), object 0.266 / 0.213; the opening model's stage 2 scored 0.452 / 0.413 (held ball 0.054).
+# 0.362), object 0.266 / 0.213; the opening model's stage 2 scored 0.452 / 0.413 (held ball 0.054). Its object stage
+# (synth-tiny-joint-opening-parts-object), export after epoch 9 of 12: human 0.460 / 0.501, object 0.386 / 0.132.
 _register_joint("synth-tiny-joint-opening-parts", "interactvlm-tiny-synthcontact-opening-parts",
                 *_joint_data("The contact is at the {body_parts}{seg}.",
                              "The {class_name} is in contact with the {body_parts}{seg}."), mask_epochs=5,
