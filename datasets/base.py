@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from datasets.io import DatasetFormatError, load_pickle, read_image, read_mask, read_render_valid, resize_nearest
+from datasets.io import (DatasetFormatError, load_pickle, read_image, read_mask, read_render_valid, resize_nearest,
+                         split_meta_lines)
 from utils.body_models import BODY_MODEL_FILES
 from utils.conversation import OPENING_QUESTION, make_qa, opening_answer, opening_applies, pose_phrase, seg_token_for
 from utils.geometry.projection import MASK_IGNORE_LABEL
@@ -86,13 +87,7 @@ def read_pose_phrases(root: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     phrases = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            meta = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DatasetFormatError(f"{path}, line {number}: not JSON ({err})") from err
+    for _, meta in split_meta_lines(path):
         pose = pose_of(meta)
         if "stem" in meta and pose is not None:
             phrases[meta["stem"]] = pose
@@ -109,10 +104,7 @@ def read_primary_parts(root: Path) -> dict[str, tuple[str, ...]]:
                                      f"needs SynthContact's meta.jsonl and body_parts_objectwise.pkl")
     parts = load_pickle(parts_path, 'a dict "<stem>_<object>" -> body part names')
     primary = {}
-    for number, line in enumerate(meta_path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        meta = json.loads(line)
+    for number, meta in split_meta_lines(meta_path):
         if "primary_object" not in meta:
             raise DatasetFormatError(f"{meta_path}, line {number}: no primary_object (SynthContact format 2 has one)")
         primary[meta["stem"]] = tuple(parts.get(f"{meta['stem']}_{meta['primary_object']}", ()))

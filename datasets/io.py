@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -32,6 +32,19 @@ def load_pickle(path: str | Path, what: str) -> Any:
         return load_pickle_without_chumpy(path)
     except Exception as err:  # noqa: BLE001 — any unpickling failure is a format problem of this file
         raise DatasetFormatError(f"{path}: cannot read {what}: {err}") from err
+
+
+def split_meta_lines(path: str | Path) -> Iterator[tuple[int, dict]]:
+    """``(line number, entry)`` of each non-blank line of a SynthContact ``meta.jsonl``; a line that is not JSON is a
+    :class:`DatasetFormatError` naming the file and the line."""
+    path = Path(path)
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DatasetFormatError(f"{path}, line {number}: not JSON ({err})") from err
 
 
 def load_npy(path: str | Path, what: str) -> np.ndarray:

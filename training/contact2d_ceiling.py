@@ -18,14 +18,13 @@ sits: each is made from labels no model gets at inference (the contact's body pa
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
-from datasets.io import DatasetFormatError, resize_nearest
+from datasets.io import DatasetFormatError, resize_nearest, split_meta_lines
 from datasets.registry import build_dataset
 from utils import metrics as M
 
@@ -36,8 +35,7 @@ CONFIDENT_LOGIT = 10.0  # label-built masks are certain: ±10 is far from any th
 def split_label_maps(root: Path) -> dict[str, dict]:
     """``{stem: meta["labels_2d"]}`` of one split (the label map's path and its part / object label values)."""
     out = {}
-    for line in (root / "meta.jsonl").read_text().splitlines():
-        meta = json.loads(line)
+    for _, meta in split_meta_lines(root / "meta.jsonl"):
         if "labels_2d" not in meta:
             raise DatasetFormatError(f"{root / 'meta.jsonl'}: {meta.get('stem')} has no labels_2d (SynthContact "
                                      f"format 2 writes one per image; regenerate with preprocess_data.synthcontact)")
