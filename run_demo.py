@@ -17,7 +17,7 @@ run. New view embeddings are cached in ``--cache-dir`` (default ``$INTERACTVLM_C
 or ``~/.cache/interactvlm``), never in the model directory.
 Exit status: 0 when every input succeeded, 1 when some failed (they are listed at the end), 2 when nothing could run.
 
-The bundled default models ``trained_models/interactvlm-tiny-synthcontact-opening`` (3D) and ``interactvlm-tiny-2d-synthcontact``
+The bundled default models ``trained_models/interactvlm-tiny-synthcontact-opening-parts`` (3D) and ``interactvlm-tiny-2d-synthcontact``
 (2D, mode h2dcontact) are trained on synthetic data only; on real photos they exercise the pipeline, they do not
 give meaningful contact.
 """

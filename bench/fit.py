@@ -12,7 +12,7 @@ and is scored against the recorded pose: translation error (cm), rotation error 
 object's chamfer distance to its true placement (cm), the gap between the ground-truth contact regions after fitting
 (cm: object contact points to the nearest human contact vertex) and how deep the object sinks into the body (cm).
 Rows: each recipe's initialisation alone and its final fit. ``--contacts predicted`` replaces the human contact by
-the default model's prediction for the image and object (``trained_models/interactvlm-tiny-synthcontact-opening``,
+the default model's prediction for the image and object (``trained_models/interactvlm-tiny-synthcontact-opening-parts``,
 mode hcontact, probabilities > 0.5); the object contact stays the ground truth, so the rows differ in the human side
 only. Prints one table per split (medians; "ok" = translation <= 5 cm and rotation <= 10°).
 """

@@ -28,8 +28,8 @@ def require_model_dir(model_dir: Path) -> None:
     if not (model_dir / "config.json").is_file():
         raise DemoError(
             f"model directory {model_dir} not found (no config.json). The bundled models "
-            "trained_models/interactvlm-tiny-synthcontact-opening (3D) and interactvlm-tiny-2d-synthcontact (2D) "
-            "are made by `bash scripts/run_train.sh synth-tiny-joint-opening` / `synth-tiny-2d` (README, model zoo); "
+            "trained_models/interactvlm-tiny-synthcontact-opening-parts (3D) and interactvlm-tiny-2d-synthcontact (2D) "
+            "are made by `bash scripts/run_train.sh synth-tiny-joint-opening-parts-object` / `synth-tiny-2d` (README, model zoo); "
             "for other models see trained_models/README.md, or pass --model DIR")
     try:
         check_model_dir(model_dir)

@@ -7,7 +7,7 @@
 #   bash scripts/run_demo.sh ocontact                          # object contact on data/demo_samples/object_samples.json
 #   bash scripts/run_demo.sh hcontact frames/ folder --video-frames --object chair --smooth 5
 # Modes: hcontact hcontact-wScene h2dcontact oafford ocontact hcontact-ocontact
-# Default model: trained_models/interactvlm-tiny-synthcontact-opening (synthetic data only); --model DIR for another.
+# Default model: trained_models/interactvlm-tiny-synthcontact-opening-parts (synthetic data only); --model DIR for another.
 # Outputs: outputs/demo/<mode>/<sample>/ (replaced by every run), or --output-dir DIR (an earlier run's results there
 # need --overwrite); the input folder is never written to, and no file the demo did not write is ever overwritten.
 set -euo pipefail

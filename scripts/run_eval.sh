@@ -24,7 +24,7 @@ data="${DATA_DIR:-data}"
 table() { if [ "$1" = combinations ]; then shift; "$py" -m utils.evaluation combinations "$@"; else "$py" -m utils.evaluation table "$@"; fi; }
 case "$name" in
   synth-tiny)
-    model="${MODEL:-trained_models/interactvlm-tiny-synthcontact-opening}"
+    model="${MODEL:-trained_models/interactvlm-tiny-synthcontact-opening-parts}"
     out="${OUT:-runs/eval_synth-tiny}"
     objects="synthcontact_ocontact"  # each image's own object mesh; + the class templates once they are rendered
     [ -d "$data/synthcontact/object_templates" ] && objects="$objects synthcontact_ocontact_canonical"

@@ -15,18 +15,19 @@ import numpy as np
 import pytest
 import torch
 
-from datasets.base import read_pose_phrases
+from datasets.base import read_pose_phrases, read_primary_parts
 from datasets.collate import Collator
 from datasets.registry import build_dataset
 from model.io import load_interactvlm
-from utils.conversation import OPENING_ANSWER, OPENING_QUESTION, make_qa
+from utils.conversation import OPENING_QUESTION, make_qa, opening_answer
 from utils.metrics import prediction_diversity
 from utils.paths import REPO_ROOT
 from training.batches import model_inputs
 from training.predict import predict_dataset
 
-MODEL_DIRS = (REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact",  # the default
-              REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact-opening")  # pose from an opening turn
+MODEL_DIRS = (REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact",  # no opening turn
+              REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact-opening",  # pose from an opening turn
+              REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact-opening-parts")  # pose and parts (default)
 SEED = 97531  # never used for training data
 NUM_IMAGES = 24
 OTHER_OBJECT = {"chair": "bottle", "bench": "sports_ball", "box": "baseball_bat", "bed": "bottle", "bottle": "bed",
@@ -86,11 +87,12 @@ def trained_answer(model_dir, class_name: str, parts: list[str], token_type: str
     return make_qa("hcontact", class_name, "parts", body_parts=parts, token_type=token_type).answer
 
 
-def trained_turns(model, question: str, answer: str, pose: str) -> list[tuple[str, str]]:
+def trained_turns(model, question: str, answer: str, pose: str, parts: list[str]) -> list[tuple[str, str]]:
     """The conversation of a teacher-forced pass: for a model trained with the opening turn, that turn answered with
-    the image's true pose first."""
+    the image's true pose first (and, for ``opening_parts``, with ``parts`` as its main contact)."""
     if model.config.opening_turn:
-        return [(OPENING_QUESTION, OPENING_ANSWER.format(pose=pose)), (question, answer)]
+        opening = opening_answer(pose, parts if getattr(model.config, "opening_parts", False) else None)
+        return [(OPENING_QUESTION, opening), (question, answer)]
     return [(question, answer)]
 
 
@@ -142,14 +144,16 @@ def test_teacher_forced_prediction_follows_the_named_parts(model, pairs):
     dataset = human_dataset(model, pairs)
     samples = [dataset[i] for i in range(len(dataset))]
     poses = read_pose_phrases(pairs / "synthcontact" / "test")
+    primary = read_primary_parts(pairs / "synthcontact" / "test")
     swapped = []
     for sample in samples:
         parts = ["left hand", "right hand"] if any("foot" in p for p in sample["body_parts"]) else ["left foot", "right foot"]
         token_type, pose = model.config.token_type, poses[sample["meta"]["stem"]]
         true_answer = trained_answer(model.bundled_dir, sample["class_name"], sample["body_parts"], token_type, pose)
         other_answer = trained_answer(model.bundled_dir, sample["class_name"], parts, token_type, pose)
-        swapped.append((dict(sample, conversation=trained_turns(model, sample["question"], true_answer, pose)),
-                        dict(sample, body_parts=parts, conversation=trained_turns(model, sample["question"], other_answer, pose))))
+        true_turns = trained_turns(model, sample["question"], true_answer, pose, list(primary[sample["meta"]["stem"]]))
+        other_turns = trained_turns(model, sample["question"], other_answer, pose, parts)  # the opening agrees
+        swapped.append((dict(sample, conversation=true_turns), dict(sample, body_parts=parts, conversation=other_turns)))
     collate = Collator(tokenizer, model.config, training=False)
     with torch.no_grad():
         true_out = model(**model_inputs(model, collate([s for s, _ in swapped])))

@@ -17,7 +17,9 @@ BUNDLED = REPO_ROOT / "trained_models"
 
 
 @pytest.mark.parametrize("name, recipe", [("interactvlm-tiny-synthcontact", "synth-tiny-joint"),
-                                          ("interactvlm-tiny-synthcontact-opening", "synth-tiny-joint-opening")])
+                                          ("interactvlm-tiny-synthcontact-opening", "synth-tiny-joint-opening"),
+                                          ("interactvlm-tiny-synthcontact-opening-parts",
+                                           "synth-tiny-joint-opening-parts-object")])
 def test_answer_template_is_the_recipes(name, recipe):
     expected = next(s.options["answer_template"] for s in get_recipe(recipe).train if s.name == "synthcontact_hcontact")
     assert trained_answer_template(BUNDLED / name) == expected
@@ -41,7 +43,7 @@ def test_seg_states_of_real_pairs(tmp_path):
     synthcontact.main(["--output-dir", str(root / "synthcontact"), "--num-samples", "10", "--split-fractions", "0", "0",
                        "1", "--heldout-samples", "0", "--workers", "2", "--seed", "86420", "--no-progress"])
     torch.set_num_threads(2)
-    model_dir = BUNDLED / "interactvlm-tiny-synthcontact-opening"
+    model_dir = BUNDLED / "interactvlm-tiny-synthcontact-opening-parts"  # the default
     model, tokenizer = load_interactvlm(model_dir, device="cpu")
     model.eval()
     dataset = human_pairs(model, root, "test", trained_answer_template(model_dir))

@@ -1,7 +1,7 @@
 """The README's SynthContact tables in one command: the bundled model against the baselines, per split and per
 (pose family × object), human and object side.
 
-    python -m training.synthcontact_report --model-dir trained_models/interactvlm-tiny-synthcontact-opening \
+    python -m training.synthcontact_report --model-dir trained_models/interactvlm-tiny-synthcontact-opening-parts \
         --eval-dir data/synthcontact_eval --train-dir data --output docs/synthcontact_results.md
 
 ``--eval-dir`` holds a SynthContact folder generated with a seed never used in training (splits ``test`` with the

@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # the bundled models every entry point defaults to (demo, evaluate/run_eval.sh, synthcontact_report, bench.fit, tests)
-DEFAULT_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact-opening"
+DEFAULT_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-synthcontact-opening-parts"
 DEFAULT_2D_MODEL = REPO_ROOT / "trained_models" / "interactvlm-tiny-2d-synthcontact"  # h2dcontact's default
 
 
