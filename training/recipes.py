@@ -249,7 +249,8 @@ _register_joint("synth-tiny-joint-opening", "interactvlm-tiny-synthcontact-openi
 # (synth-tiny-joint-opening-parts-object) ran 12 epochs first: its final export human 0.456 / 0.500, object 0.403 /
 # 0.078 (below the object-class prior, 0.094), its export after epoch 9 human 0.460 / 0.501, object 0.386 / 0.132.
 # It now runs 9 epochs (the last three had added 0.006 to the validation selection score; the choice was made after
-# seeing both exports on the evaluation split, so that split is not blind to it): human 0.456 / 0.500 (0.5002), object 0.390 / 0.184 (48 min).
+# seeing both exports on the evaluation split, so that split is not blind to it): human 0.456 / 0.500 (0.5002),
+# object 0.390 / 0.184 (48 min).
 # That 9-epoch export is the bundled default, interactvlm-tiny-synthcontact-opening-parts.
 _register_joint("synth-tiny-joint-opening-parts", "interactvlm-tiny-synthcontact-opening-parts",
                 *_joint_data("The contact is at the {body_parts}{seg}.",
